@@ -1,0 +1,10 @@
+"""Floyo's analyzers, built on floyo_pipeline.api only."""
+
+from __future__ import annotations
+
+from floyo_pipeline.api import Consumer
+
+
+def all_consumers() -> list[Consumer]:
+    """The analyzers the service runs by default."""
+    return []

@@ -1,0 +1,252 @@
+"""`floyo-pipeline`: run the service and operate it. Every option can also come from an env var."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+from floyo_pipeline import __version__
+from floyo_pipeline.composition import CompositionError, build_components, build_consumers, build_sources
+from floyo_pipeline.config import ConfigError, Settings, load_settings
+from floyo_pipeline.database import database_target
+from floyo_pipeline.db import connect
+from floyo_pipeline.logs import configure_logging, get_logger
+from floyo_pipeline.migrations import MigrationError, migrate
+from floyo_pipeline.operations import (
+    OperationError,
+    dead_letters,
+    discard_dead_letters,
+    replay,
+    retry_dead_letter,
+    status,
+)
+from floyo_pipeline.service import StartupError, run_service
+
+EXIT_USAGE = 2
+log = get_logger(__name__)
+
+# (flag, settings field, help); the env var is named in the help text.
+_SETTING_FLAGS: list[tuple[str, str, str, type]] = [
+    ("--wakeup", "wakeup", "wake-up source: notify | realtime | poll (FLOYO_WAKEUP, default notify)", str),
+    ("--http-host", "http_host", "HTTP bind address (FLOYO_HTTP_HOST, default 0.0.0.0)", str),
+    ("--http-port", "http_port", "HTTP port for health, status, metrics (FLOYO_HTTP_PORT, default 9091)", int),
+    ("--log-format", "log_format", "json | console (FLOYO_LOG_FORMAT, default json)", str),
+    ("--log-level", "log_level", "debug | info | warning | error (FLOYO_LOG_LEVEL, default info)", str),
+    ("--batch-size", "batch_size", "max rows per batch (FLOYO_BATCH_SIZE, default 500)", int),
+    ("--poll-interval", "poll_interval_seconds",
+     "seconds between safety-net polls (FLOYO_POLL_INTERVAL_SECONDS, default 2)", float),
+    ("--lease-ttl", "lease_ttl_seconds", "partition lease TTL in seconds (FLOYO_LEASE_TTL_SECONDS, default 15)",
+     float),
+    ("--shutdown-grace", "shutdown_grace_seconds",
+     "seconds to drain on SIGTERM (FLOYO_SHUTDOWN_GRACE_SECONDS, default 25)", float),
+    ("--max-concurrency", "max_concurrency",
+     "batch transactions in flight at once (FLOYO_MAX_CONCURRENCY, default 6)", int),
+    ("--data-dir", "data_dir", "embedded Postgres folder when DATABASE_URL is unset (FLOYO_DATA_DIR, .floyo)",
+     str),
+    ("--replica-id", "replica_id", "this replica's lease owner name (FLOYO_REPLICA_ID, default host-pid)", str),
+    ("--consumers", "consumers", "consumer factory module:function (FLOYO_CONSUMERS)", str),
+]
+
+DESCRIPTION = """\
+floyo-pipeline turns Floyo telemetry rows in Postgres into patterns, relationships, insights and
+integration suggestions, exactly once, in per-user order, with partition leases for scale-out.
+
+Database: DATABASE_URL (a postgres:// URL). Unset, an embedded Postgres is started in FLOYO_DATA_DIR
+and migrated automatically. Realtime wake-ups need SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY.
+"""
+
+
+def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("settings (each also from its env var)")
+    for flag, field, help_text, kind in _SETTING_FLAGS:
+        group.add_argument(flag, dest=f"setting_{field}", type=kind, default=None, help=help_text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="floyo-pipeline", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"floyo-pipeline {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        _add_setting_flags(p)
+        return p
+
+    command("run", "run the service: consumers, wake-ups, HTTP port, scheduled jobs (until SIGTERM)")
+    m = command("migrate", "apply pending migrations from supabase/migrations (or roll back with --down-to)")
+    m.add_argument("--down-to", metavar="VERSION", help="run rollbacks until VERSION is the newest applied")
+    command("validate-schema", "compare the database with the expected schema; exit 1 on drift")
+    s = command("status", "per consumer, stream and partition: position, lag, lease; dead-letter counts")
+    s.add_argument("--json", action="store_true", help="print JSON (the same document as GET /status)")
+    r = command("replay", "move a consumer's checkpoints back so it reprocesses rows")
+    r.add_argument("--consumer", required=True)
+    where = r.add_mutually_exclusive_group(required=True)
+    where.add_argument("--from-start", action="store_true", help="reprocess every row")
+    where.add_argument("--since", type=datetime.fromisoformat, metavar="TIMESTAMP",
+                       help="reprocess rows inserted at or after this ISO timestamp")
+    r.add_argument("--force", action="store_true", help="even while a running replica holds the leases")
+    d = command("dead-letters", "list, retry or discard rows that a consumer could not process")
+    d.add_argument("action", choices=["list", "retry", "discard"])
+    d.add_argument("ids", nargs="*", type=int, metavar="ID")
+    d.add_argument("--all", action="store_true", help="list: include retried and discarded ones")
+    d.add_argument("--json", action="store_true", help="list: print JSON")
+    command("healthcheck", "exit 0 when the running service's /readyz says ready, 1 otherwise")
+    command("demo", "embedded Postgres, a synthetic telemetry feed and the service, with a line per batch")
+    t = command("retention", "delete telemetry and outputs older than each user's data_retention_days")
+    t.add_argument("--dry-run", action="store_true", help="print what would be deleted, delete nothing")
+    return parser
+
+
+def _settings_from(args: argparse.Namespace) -> Settings:
+    overrides = {k.removeprefix("setting_"): v for k, v in vars(args).items() if k.startswith("setting_")}
+    return load_settings(**overrides)
+
+
+def _print_json(doc: Any) -> None:
+    print(json.dumps(doc, indent=2, default=str))
+
+
+async def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
+    consumers = build_consumers(settings.consumers)
+    async with database_target(settings) as target:
+        return await run_service(
+            settings, target.service_url, consumers, build_sources(settings, target.service_url),
+            build_components(settings),
+        )
+
+
+async def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    async with database_target(settings, auto_migrate=False) as target:
+        conn = await connect(target.admin_url)
+        try:
+            if args.down_to:
+                from floyo_pipeline.migrations import migrate_down
+
+                undone = await migrate_down(conn, args.down_to)
+                for m in undone:
+                    print(f"rolled back {m.version}_{m.name}")
+                print(f"{len(undone)} migration(s) rolled back")
+                return 0
+            applied = await migrate(conn)
+        finally:
+            await conn.close()
+    for m in applied:
+        print(f"applied {m.version}_{m.name}")
+    print(f"{len(applied)} migration(s) applied" if applied else "schema is up to date")
+    return 0
+
+
+async def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
+    async with database_target(settings) as target:
+        conn = await connect(target.service_url)
+        try:
+            doc = await status(conn)
+        finally:
+            await conn.close()
+    if args.json:
+        _print_json(doc)
+        return 0
+    print(f"{'consumer':<16} {'stream':<18} {'lag rows':>10} {'lag s':>9} {'processed':>10} {'leased':>7}")
+    for c in doc["consumers"]:
+        print(f"{c['consumer']:<16} {c['stream']:<18} {c['lag_rows']:>10} {c['lag_seconds']:>9.1f} "
+              f"{c['processed_total']:>10} {c['partitions_leased']:>7}")
+    for d in doc["dead_letters"]:
+        print(f"dead letters: {d['consumer']}/{d['stream']} {d['status']}: {d['count']}")
+    return 0
+
+
+async def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
+    async with database_target(settings) as target:
+        conn = await connect(target.service_url)
+        try:
+            moved = await replay(conn, args.consumer, args.since, args.force)
+        finally:
+            await conn.close()
+    print(f"moved {moved} checkpoint(s) of {args.consumer}")
+    return 0
+
+
+async def cmd_dead_letters(settings: Settings, args: argparse.Namespace) -> int:
+    if args.action != "list" and not args.ids:
+        raise OperationError(f"dead-letters {args.action} needs one or more IDs")
+    async with database_target(settings) as target:
+        conn = await connect(target.service_url)
+        try:
+            if args.action == "list":
+                rows = await dead_letters(conn, None if args.all else "open")
+                if args.json:
+                    _print_json(rows)
+                else:
+                    for r in rows:
+                        print(f"{r['id']:>6} {r['status']:<9} {r['consumer']}/{r['stream']} row {r['row_id']} "
+                              f"{r['error_class']}: {r['error_message'][:120]}")
+                    print(f"{len(rows)} dead letter(s)")
+                return 0
+            if args.action == "discard":
+                done = await discard_dead_letters(conn, args.ids)
+                print(f"discarded {len(done)} of {len(args.ids)}: {done}")
+                return 0 if len(done) == len(args.ids) else 1
+            consumers = build_consumers(settings.consumers)
+            failed = 0
+            for dead_id in args.ids:
+                try:
+                    await retry_dead_letter(conn, consumers, dead_id)
+                    print(f"retried {dead_id}: ok")
+                except OperationError as err:
+                    failed += 1
+                    print(f"retried {dead_id}: {err}")
+                except Exception as err:
+                    failed += 1
+                    print(f"retried {dead_id}: still failing: {type(err).__name__}: {err}")
+            return 1 if failed else 0
+        finally:
+            await conn.close()
+
+
+async def cmd_not_yet(settings: Settings, args: argparse.Namespace) -> int:
+    print(f"floyo-pipeline {args.command}: not implemented yet", file=sys.stderr)
+    return 3
+
+
+COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], Awaitable[int]]] = {
+    "run": cmd_run,
+    "migrate": cmd_migrate,
+    "validate-schema": cmd_not_yet,
+    "status": cmd_status,
+    "replay": cmd_replay,
+    "dead-letters": cmd_dead_letters,
+    "healthcheck": cmd_not_yet,
+    "demo": cmd_not_yet,
+    "retention": cmd_not_yet,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = _settings_from(args)
+    except ConfigError as err:
+        print(f"floyo-pipeline: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    configure_logging(settings.log_format.value, settings.log_level)
+    try:
+        return asyncio.run(COMMANDS[args.command](settings, args))
+    except (ConfigError, StartupError, CompositionError) as err:
+        print(f"floyo-pipeline: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except (OperationError, MigrationError) as err:
+        print(f"floyo-pipeline {args.command}: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

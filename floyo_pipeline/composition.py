@@ -1,0 +1,46 @@
+"""Composition root: the only module of the engine that knows the analyzers and picks the parts."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+
+import consumers
+from floyo_pipeline.api import Consumer
+from floyo_pipeline.config import Settings, Wakeup
+from floyo_pipeline.engine.wakeups import NotifySource, WakeupSource
+from floyo_pipeline.service import Component
+
+DEFAULT_CONSUMERS = "consumers:all_consumers"
+
+
+class CompositionError(Exception):
+    """A named part cannot be loaded."""
+
+
+def build_consumers(spec: str = DEFAULT_CONSUMERS) -> list[Consumer]:
+    """Load consumers from `module:function` (the default is Floyo's analyzers)."""
+    if spec == DEFAULT_CONSUMERS:
+        return consumers.all_consumers()
+    module_name, _, attr = spec.partition(":")
+    try:
+        factory: Callable[[], list[Consumer]] = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as err:
+        raise CompositionError(f"FLOYO_CONSUMERS: cannot load {spec!r}: {err}") from None
+    return factory()
+
+
+def build_sources(settings: Settings, url: str) -> list[WakeupSource]:
+    """The wake-up source chosen by FLOYO_WAKEUP (the poll timer is always added by the service)."""
+    if settings.wakeup is Wakeup.NOTIFY:
+        return [NotifySource(url)]
+    if settings.wakeup is Wakeup.REALTIME:
+        from floyo_pipeline.engine.realtime import RealtimeSource
+
+        return [RealtimeSource.from_settings(settings)]
+    return []
+
+
+def build_components(settings: Settings) -> list[tuple[str, Component]]:
+    """Long-running parts beside the engine: the HTTP port and the scheduled jobs."""
+    return []

@@ -1,0 +1,47 @@
+"""Which database a command talks to: DATABASE_URL, or the embedded default (started and migrated)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from floyo_pipeline.config import Settings
+from floyo_pipeline.db import connect
+from floyo_pipeline.embedded import SERVICE_ROLE, embedded_postgres
+from floyo_pipeline.logs import get_logger
+from floyo_pipeline.migrations import migrate
+from floyo_pipeline.queries import Q
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Target:
+    """`admin_url` runs migrations; `service_url` is the least-privileged role the service uses."""
+
+    admin_url: str
+    service_url: str
+    embedded: bool
+
+
+@asynccontextmanager
+async def database_target(settings: Settings, *, auto_migrate: bool = True) -> AsyncIterator[Target]:
+    if settings.database_url is not None:
+        url = settings.database_url.get_secret_value()
+        yield Target(admin_url=url, service_url=url, embedded=False)
+        return
+    with embedded_postgres(settings.data_dir) as pg:
+        if auto_migrate:
+            conn = await connect(pg.admin_url)
+            try:
+                applied = await migrate(conn)
+                await conn.execute(Q["ensure_service_login_role"].replace("$role", SERVICE_ROLE))
+            finally:
+                await conn.close()
+            log.info(
+                "embedded.ready",
+                data_dir=str(settings.data_dir),
+                migrations_applied=[m.version for m in applied],
+            )
+        yield Target(admin_url=pg.admin_url, service_url=pg.service_url, embedded=True)

@@ -1,0 +1,157 @@
+"""Wake-up hints: NOTIFY, Realtime and the poll timer tell partition workers to look now.
+
+Hints only: losing one delays processing until the next hint or poll, never loses a row, because the
+durable position is the checkpoint in Postgres.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+import asyncpg
+
+from floyo_pipeline import metrics
+from floyo_pipeline.db import connect
+from floyo_pipeline.logs import get_logger
+
+log = get_logger(__name__)
+
+NOTIFY_CHANNEL = "floyo_pipeline"
+
+
+class Wakeable(Protocol):
+    def wake_up(self) -> None: ...
+
+
+class WakeHub:
+    """Routes a hint for (stream, partitions) to the workers that hold those partitions."""
+
+    def __init__(self) -> None:
+        self._targets: dict[str, dict[int, set[Wakeable]]] = defaultdict(lambda: defaultdict(set))
+
+    def register(self, stream: str, partition: int, target: Wakeable) -> None:
+        self._targets[stream][partition].add(target)
+
+    def unregister(self, stream: str, partition: int, target: Wakeable) -> None:
+        self._targets[stream][partition].discard(target)
+
+    def wake(self, source: str, stream: str, partitions: Iterable[int] | None = None) -> None:
+        metrics.WAKEUPS.labels(source).inc()
+        by_partition = self._targets.get(stream)
+        if not by_partition:
+            return
+        chosen = by_partition.keys() if partitions is None else partitions
+        for partition in chosen:
+            for target in by_partition.get(partition, ()):
+                target.wake_up()
+
+    def wake_all(self, source: str) -> None:
+        metrics.WAKEUPS.labels(source).inc()
+        for by_partition in self._targets.values():
+            for targets in by_partition.values():
+                for target in targets:
+                    target.wake_up()
+
+
+@dataclass
+class SourceHealth:
+    """What /readyz reports of a wake-up source."""
+
+    name: str
+    connected: bool = False
+    reason: str | None = "not started"
+
+    def up(self) -> None:
+        self.connected, self.reason = True, None
+        metrics.SOURCE_CONNECTED.labels(self.name).set(1)
+
+    def down(self, reason: str) -> None:
+        self.connected, self.reason = False, reason
+        metrics.SOURCE_CONNECTED.labels(self.name).set(0)
+
+
+class WakeupSource(Protocol):
+    """A supervised, long-running source of hints; `run` returns only when cancelled."""
+
+    health: SourceHealth
+
+    async def run(self, hub: WakeHub) -> None: ...
+
+
+def parse_notify_payload(payload: str) -> tuple[str, list[int] | None]:
+    """`stream:1,5,9` → ("stream", [1, 5, 9]); an unreadable partition list means all partitions."""
+    stream, _, parts = payload.partition(":")
+    try:
+        return stream, [int(p) for p in parts.split(",") if p] or None
+    except ValueError:
+        return stream, None
+
+
+def backoff_delays(base: float = 0.2, cap: float = 10.0) -> Iterable[float]:
+    """Capped exponential backoff with full jitter, forever."""
+    attempt = 0
+    while True:
+        yield random.uniform(0, min(cap, base * 2**attempt))
+        attempt += 1
+
+
+class PollSource:
+    """The safety net, always on: wakes every worker every interval."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.health = SourceHealth("poll")
+
+    async def run(self, hub: WakeHub) -> None:
+        self.health.up()
+        while True:
+            await asyncio.sleep(self.interval)
+            hub.wake_all("poll")
+
+
+class NotifySource:
+    """LISTEN on a dedicated connection (not pooled); reconnects with backoff, catches up on connect."""
+
+    def __init__(self, url: str, check_interval: float = 5.0) -> None:
+        self.url = url
+        self.check_interval = check_interval
+        self.health = SourceHealth("notify")
+
+    async def run(self, hub: WakeHub) -> None:
+        delays = iter(backoff_delays())
+        while True:
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await connect(self.url)
+                closed = asyncio.Event()
+                conn.add_termination_listener(lambda _c: closed.set())
+
+                def on_notify(_c: object, _pid: int, _channel: str, payload: str) -> None:
+                    stream, partitions = parse_notify_payload(payload)
+                    hub.wake("notify", stream, partitions)
+
+                await conn.add_listener(NOTIFY_CHANNEL, on_notify)
+                self.health.up()
+                log.info("source.connected", source="notify")
+                hub.wake_all("notify")  # catch up on whatever arrived while not listening
+                delays = iter(backoff_delays())
+                while not closed.is_set():
+                    try:
+                        await asyncio.wait_for(closed.wait(), timeout=self.check_interval)
+                    except TimeoutError:
+                        await conn.execute("select 1")  # notices a half-open connection
+                raise ConnectionError("listen connection closed")
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ConnectionError, TimeoutError) as err:
+                delay = next(delays)
+                self.health.down(f"{type(err).__name__}: {err}"[:300])
+                log.warning("source.reconnecting", source="notify", error_class=type(err).__name__,
+                            delay=round(delay, 3))
+                await asyncio.sleep(delay)
+            finally:
+                if conn is not None and not conn.is_closed():
+                    conn.terminate()

@@ -1,0 +1,97 @@
+"""A partition worker: runs batches for one held lease until stopped, the backlog drained, or fenced."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import asyncpg
+import structlog
+
+from floyo_pipeline.engine.batch import BatchRunner, Lease
+from floyo_pipeline.engine.errors import LeaseLost, is_transient
+from floyo_pipeline.logs import get_logger
+
+log = get_logger(__name__)
+
+# Rows committed beyond the snapshot xmin wait for an older open transaction: look again soon.
+PENDING_RECHECK_SECONDS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5)
+TRANSIENT_BACKOFF_MAX_SECONDS = 5.0
+
+
+class PartitionWorker:
+    def __init__(
+        self,
+        lease: Lease,
+        runner: BatchRunner,
+        pool: asyncpg.Pool,
+        owner: str,
+        concurrency: asyncio.Semaphore,
+    ) -> None:
+        self.lease = lease
+        self.runner = runner
+        self.pool = pool
+        self.owner = owner
+        self.concurrency = concurrency
+        self.wake = asyncio.Event()
+        self.stopping = False
+        self.lost = False
+        self.idle = asyncio.Event()
+
+    def stop(self) -> None:
+        self.stopping = True
+        self.wake.set()
+
+    async def run(self) -> None:
+        """Loop until stopped or fenced; a batch in flight always finishes (commit or rollback) first."""
+        structlog.contextvars.bind_contextvars(**self._where())
+        pending_step = 0
+        transient_failures = 0
+        while not self.stopping:
+            self.wake.clear()
+            self.idle.clear()
+            try:
+                async with self.concurrency, self.pool.acquire() as conn:
+                    result = await self.runner.run(conn, self.lease, self.owner)
+            except LeaseLost:
+                self.lost = True
+                log.warning("lease.lost")
+                return
+            except Exception as err:
+                if not is_transient(err):
+                    raise
+                transient_failures += 1
+                delay = min(TRANSIENT_BACKOFF_MAX_SECONDS, 0.1 * 2**transient_failures) * random.uniform(0.5, 1)
+                log.warning("batch.retrying", error_class=type(err).__name__, delay=round(delay, 3))
+                await self._sleep_or_wake(delay)
+                continue
+            finally:
+                self.idle.set()
+            transient_failures = 0
+            if result.fetched:
+                log.info("batch.committed", batch_size=result.fetched, duration=round(result.seconds, 4),
+                         position=self.lease.position_id, dead_lettered=len(result.dead),
+                         **dict(result.outcomes))
+                for dead in result.dead:
+                    log.warning("row.dead_lettered", row_id=dead.row_id, error_class=dead.error_class,
+                                attempts=dead.attempts)
+            if result.fetched >= self.runner.batch_size:
+                pending_step = 0
+                await asyncio.sleep(0)
+                continue
+            if result.pending:
+                delay = PENDING_RECHECK_SECONDS[min(pending_step, len(PENDING_RECHECK_SECONDS) - 1)]
+                pending_step += 1
+                await self._sleep_or_wake(delay)
+                continue
+            pending_step = 0
+            await self.wake.wait()
+
+    async def _sleep_or_wake(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self.wake.wait(), timeout=seconds)
+        except TimeoutError:
+            pass
+
+    def _where(self) -> dict[str, object]:
+        return {"consumer": self.lease.consumer, "stream": self.lease.stream, "partition": self.lease.partition}

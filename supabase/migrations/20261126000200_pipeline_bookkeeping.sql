@@ -1,0 +1,75 @@
+-- The service's own bookkeeping, in a schema never exposed to anon or authenticated, and the
+-- least-privileged role the service logs in through (a LOGIN role granted floyo_pipeline_worker).
+
+create schema if not exists floyo_pipeline;
+revoke all on schema floyo_pipeline from public;
+
+create table if not exists floyo_pipeline.streams (
+  stream text primary key,
+  partitions integer not null check (partitions between 1 and 1024)
+);
+
+insert into floyo_pipeline.streams (stream, partitions)
+values ('telemetry_events', 64), ('metrics_log', 1)
+on conflict (stream) do nothing;
+
+-- One row per (consumer, stream, partition): the cursor and the lease that fences it.
+create table if not exists floyo_pipeline.checkpoints (
+  consumer text not null,
+  stream text not null references floyo_pipeline.streams (stream),
+  partition integer not null check (partition >= 0),
+  position_txid xid8 not null default '0'::xid8,
+  position_id bigint not null default 0,
+  processed_total bigint not null default 0,
+  lease_owner text,
+  lease_expires_at timestamptz,
+  lease_epoch bigint not null default 0,
+  updated_at timestamptz not null default now(),
+  primary key (consumer, stream, partition)
+);
+
+create index if not exists checkpoints_owner_idx on floyo_pipeline.checkpoints (lease_owner);
+
+-- Live replicas, for a fair share of the leases.
+create table if not exists floyo_pipeline.replicas (
+  replica_id text primary key,
+  started_at timestamptz not null default now(),
+  expires_at timestamptz not null
+);
+
+create table if not exists floyo_pipeline.dead_letters (
+  id bigint generated always as identity primary key,
+  consumer text not null,
+  stream text not null,
+  partition integer not null,
+  row_id bigint not null,
+  error_class text not null,
+  error_message text not null,
+  attempts integer not null check (attempts >= 1),
+  status text not null default 'open' check (status in ('open', 'retried', 'discarded')),
+  created_at timestamptz not null default now(),
+  resolved_at timestamptz
+);
+
+create index if not exists dead_letters_open_idx
+  on floyo_pipeline.dead_letters (consumer, stream) where status = 'open';
+
+do $$
+begin
+  if not exists (select 1 from pg_roles where rolname = 'floyo_pipeline_worker') then
+    create role floyo_pipeline_worker nologin;
+  end if;
+end
+$$;
+
+grant usage on schema floyo_pipeline to floyo_pipeline_worker;
+grant select, insert, update, delete on all tables in schema floyo_pipeline to floyo_pipeline_worker;
+alter default privileges in schema floyo_pipeline
+  grant select, insert, update, delete on tables to floyo_pipeline_worker;
+grant usage on schema public to floyo_pipeline_worker;
+grant select, delete on public.telemetry_events to floyo_pipeline_worker;
+grant select, insert on public.metrics_log to floyo_pipeline_worker;
+grant select on public.privacy_prefs, public.app_allowlist, public.signal_toggles to floyo_pipeline_worker;
+grant select, insert, update, delete
+  on public.patterns, public.relationships, public.insights, public.suggestions
+  to floyo_pipeline_worker;

@@ -1,0 +1,64 @@
+"""Test consumers registered through the public API only (as a third party would)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from floyo_pipeline.api import Batch, BatchContext, Consumer, Subscription, TelemetryEvent
+
+EFFECTS_DDL = """
+create table if not exists public.test_effects (
+  consumer text not null,
+  row_id bigint not null,
+  user_id uuid not null,
+  user_seq integer not null,
+  app_id text not null,
+  primary key (consumer, row_id)
+);
+create table if not exists public.test_cured (row_id bigint primary key);
+grant select, insert, update, delete on public.test_effects, public.test_cured to floyo_pipeline_worker;
+"""
+
+RECORD_EFFECTS = """
+insert into public.test_effects (consumer, row_id, user_id, user_seq, app_id)
+select $1, r.row_id, r.user_id,
+       coalesce((select max(e.user_seq) from public.test_effects e
+                 where e.consumer = $1 and e.user_id = r.user_id), 0)
+       + row_number() over (partition by r.user_id order by r.ord),
+       r.app_id
+from unnest($2::bigint[], $3::uuid[], $4::text[]) with ordinality as r(row_id, user_id, app_id, ord)
+"""
+
+
+class PoisonError(Exception):
+    """Raised for rows whose app_id is 'poison' until the row is listed in test_cured."""
+
+
+class EffectRecorder(Consumer):
+    """Writes one effect row per telemetry row with a per-user sequence number (checks order)."""
+
+    def __init__(self, name: str = "recorder", event_types: frozenset[str] | None = None) -> None:
+        self.name = name
+        self.subscriptions = (Subscription("telemetry_events", event_types),)
+
+    async def handle(self, batch: Batch[Any], ctx: BatchContext) -> None:
+        rows: list[TelemetryEvent] = list(batch.rows)
+        for row in rows:
+            if row.app_id == "poison":
+                cured = await ctx.fetchval("select 1 from public.test_cured where row_id = $1", row.id)
+                if not cured:
+                    raise PoisonError(f"row {row.id} is poison")
+        await ctx.execute(
+            RECORD_EFFECTS, self.name, [r.id for r in rows], [r.user_id for r in rows], [r.app_id for r in rows]
+        )
+        delay = float(os.environ.get("FLOYO_TEST_HANDLER_DELAY", "0"))
+        if delay:
+            import asyncio
+
+            await asyncio.sleep(delay)
+
+
+def recorders() -> list[Consumer]:
+    """Factory for FLOYO_CONSUMERS=tests.support_consumers:recorders."""
+    return [EffectRecorder("recorder")]

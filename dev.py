@@ -33,9 +33,6 @@ def ensure_venv() -> None:
 
 
 def main(argv: list[str]) -> int:
-    if sys.version_info < (3, 11):
-        print("floyo-pipeline needs Python 3.11 or newer", file=sys.stderr)
-        return 2
     if not argv or argv[0] not in {"demo", "test", "run", "install"}:
         print(__doc__, file=sys.stderr)
         return 2

@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from datetime import datetime
 from typing import Any
 
@@ -34,21 +34,51 @@ log = get_logger(__name__)
 _SETTING_FLAGS: list[tuple[str, str, str, type]] = [
     ("--wakeup", "wakeup", "wake-up source: notify | realtime | poll (FLOYO_WAKEUP, default notify)", str),
     ("--http-host", "http_host", "HTTP bind address (FLOYO_HTTP_HOST, default 0.0.0.0)", str),
-    ("--http-port", "http_port", "HTTP port for health, status, metrics (FLOYO_HTTP_PORT, default 9091)", int),
+    (
+        "--http-port",
+        "http_port",
+        "HTTP port for health, status, metrics (FLOYO_HTTP_PORT, default 9091)",
+        int,
+    ),
     ("--log-format", "log_format", "json | console (FLOYO_LOG_FORMAT, default json)", str),
     ("--log-level", "log_level", "debug | info | warning | error (FLOYO_LOG_LEVEL, default info)", str),
     ("--batch-size", "batch_size", "max rows per batch (FLOYO_BATCH_SIZE, default 500)", int),
-    ("--poll-interval", "poll_interval_seconds",
-     "seconds between safety-net polls (FLOYO_POLL_INTERVAL_SECONDS, default 2)", float),
-    ("--lease-ttl", "lease_ttl_seconds", "partition lease TTL in seconds (FLOYO_LEASE_TTL_SECONDS, default 15)",
-     float),
-    ("--shutdown-grace", "shutdown_grace_seconds",
-     "seconds to drain on SIGTERM (FLOYO_SHUTDOWN_GRACE_SECONDS, default 25)", float),
-    ("--max-concurrency", "max_concurrency",
-     "batch transactions in flight at once (FLOYO_MAX_CONCURRENCY, default 6)", int),
-    ("--data-dir", "data_dir", "embedded Postgres folder when DATABASE_URL is unset (FLOYO_DATA_DIR, .floyo)",
-     str),
-    ("--replica-id", "replica_id", "this replica's lease owner name (FLOYO_REPLICA_ID, default host-pid)", str),
+    (
+        "--poll-interval",
+        "poll_interval_seconds",
+        "seconds between safety-net polls (FLOYO_POLL_INTERVAL_SECONDS, default 2)",
+        float,
+    ),
+    (
+        "--lease-ttl",
+        "lease_ttl_seconds",
+        "partition lease TTL in seconds (FLOYO_LEASE_TTL_SECONDS, default 15)",
+        float,
+    ),
+    (
+        "--shutdown-grace",
+        "shutdown_grace_seconds",
+        "seconds to drain on SIGTERM (FLOYO_SHUTDOWN_GRACE_SECONDS, default 25)",
+        float,
+    ),
+    (
+        "--max-concurrency",
+        "max_concurrency",
+        "batch transactions in flight at once (FLOYO_MAX_CONCURRENCY, default 6)",
+        int,
+    ),
+    (
+        "--data-dir",
+        "data_dir",
+        "embedded Postgres folder when DATABASE_URL is unset (FLOYO_DATA_DIR, .floyo)",
+        str,
+    ),
+    (
+        "--replica-id",
+        "replica_id",
+        "this replica's lease owner name (FLOYO_REPLICA_ID, default host-pid)",
+        str,
+    ),
     ("--consumers", "consumers", "consumer factory module:function (FLOYO_CONSUMERS)", str),
 ]
 
@@ -89,8 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--consumer", required=True)
     where = r.add_mutually_exclusive_group(required=True)
     where.add_argument("--from-start", action="store_true", help="reprocess every row")
-    where.add_argument("--since", type=datetime.fromisoformat, metavar="TIMESTAMP",
-                       help="reprocess rows inserted at or after this ISO timestamp")
+    where.add_argument(
+        "--since",
+        type=datetime.fromisoformat,
+        metavar="TIMESTAMP",
+        help="reprocess rows inserted at or after this ISO timestamp",
+    )
     r.add_argument("--force", action="store_true", help="even while a running replica holds the leases")
     d = command("dead-letters", "list, retry or discard rows that a consumer could not process")
     d.add_argument("action", choices=["list", "retry", "discard"])
@@ -117,7 +151,10 @@ async def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     consumers = build_consumers(settings.consumers)
     async with database_target(settings) as target:
         return await run_service(
-            settings, target.service_url, consumers, build_sources(settings, target.service_url),
+            settings,
+            target.service_url,
+            consumers,
+            build_sources(settings, target.service_url),
             build_components(settings),
         )
 
@@ -155,8 +192,10 @@ async def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
         return 0
     print(f"{'consumer':<16} {'stream':<18} {'lag rows':>10} {'lag s':>9} {'processed':>10} {'leased':>7}")
     for c in doc["consumers"]:
-        print(f"{c['consumer']:<16} {c['stream']:<18} {c['lag_rows']:>10} {c['lag_seconds']:>9.1f} "
-              f"{c['processed_total']:>10} {c['partitions_leased']:>7}")
+        print(
+            f"{c['consumer']:<16} {c['stream']:<18} {c['lag_rows']:>10} {c['lag_seconds']:>9.1f} "
+            f"{c['processed_total']:>10} {c['partitions_leased']:>7}"
+        )
     for d in doc["dead_letters"]:
         print(f"dead letters: {d['consumer']}/{d['stream']} {d['status']}: {d['count']}")
     return 0
@@ -185,8 +224,10 @@ async def cmd_dead_letters(settings: Settings, args: argparse.Namespace) -> int:
                     _print_json(rows)
                 else:
                     for r in rows:
-                        print(f"{r['id']:>6} {r['status']:<9} {r['consumer']}/{r['stream']} row {r['row_id']} "
-                              f"{r['error_class']}: {r['error_message'][:120]}")
+                        print(
+                            f"{r['id']:>6} {r['status']:<9} {r['consumer']}/{r['stream']} row {r['row_id']} "
+                            f"{r['error_class']}: {r['error_message'][:120]}"
+                        )
                     print(f"{len(rows)} dead letter(s)")
                 return 0
             if args.action == "discard":
@@ -215,7 +256,7 @@ async def cmd_not_yet(settings: Settings, args: argparse.Namespace) -> int:
     return 3
 
 
-COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], Awaitable[int]]] = {
+COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]]] = {
     "run": cmd_run,
     "migrate": cmd_migrate,
     "validate-schema": cmd_not_yet,

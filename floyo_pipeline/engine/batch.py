@@ -90,7 +90,10 @@ class BatchRunner:
         started = time.perf_counter()
         async with conn.transaction():
             records = await conn.fetch(
-                Q[f"fetch_{lease.stream}"], lease.partition, lease.position_txid, lease.position_id,
+                Q[f"fetch_{lease.stream}"],
+                lease.partition,
+                lease.position_txid,
+                lease.position_id,
                 self.batch_size,
             )
             result.fetched = len(records)
@@ -109,14 +112,26 @@ class BatchRunner:
             await self._apply(conn, lease, rows, result)
             if result.dead:
                 await conn.execute(
-                    Q["dead_letter_insert"], lease.consumer, lease.stream, lease.partition,
-                    [d.row_id for d in result.dead], [d.error_class for d in result.dead],
-                    [d.error_message for d in result.dead], [d.attempts for d in result.dead],
+                    Q["dead_letter_insert"],
+                    lease.consumer,
+                    lease.stream,
+                    lease.partition,
+                    [d.row_id for d in result.dead],
+                    [d.error_class for d in result.dead],
+                    [d.error_message for d in result.dead],
+                    [d.attempts for d in result.dead],
                 )
             last = records[-1]
             status = await conn.execute(
-                Q["checkpoint_advance"], lease.consumer, lease.stream, lease.partition, owner, lease.epoch,
-                last["pipeline_txid"], last["id"], len(records),
+                Q["checkpoint_advance"],
+                lease.consumer,
+                lease.stream,
+                lease.partition,
+                owner,
+                lease.epoch,
+                last["pipeline_txid"],
+                last["id"],
+                len(records),
             )
             if status != "UPDATE 1":
                 raise LeaseLost(f"{lease.consumer}/{lease.stream}/{lease.partition} epoch {lease.epoch}")
@@ -137,9 +152,7 @@ class BatchRunner:
             try:
                 row = model.model_validate(dict(record))
             except ValidationError as err:
-                result.dead.append(
-                    DeadLetter(record["id"], type(err).__name__, _error_text(err), attempts=1)
-                )
+                result.dead.append(DeadLetter(record["id"], type(err).__name__, _error_text(err), attempts=1))
                 continue
             if subscription is not None and subscription.wants(row):
                 rows.append(row)

@@ -19,6 +19,9 @@ def is_transient(err: BaseException) -> bool:
         return state.startswith(_TRANSIENT_SQLSTATE_PREFIXES)
     return isinstance(
         err,
-        asyncpg.InterfaceError | asyncpg.exceptions.ConnectionDoesNotExistError | ConnectionError | OSError
+        asyncpg.InterfaceError
+        | asyncpg.exceptions.ConnectionDoesNotExistError
+        | ConnectionError
+        | OSError
         | TimeoutError,
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import asyncpg
 
@@ -36,7 +36,7 @@ class EngineConfig:
     batch_size: int
     lease_ttl: float
     max_concurrency: int
-    retry: RetryPolicy = RetryPolicy()
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
 
     @property
     def tick(self) -> float:
@@ -87,7 +87,9 @@ class LeaseManager:
                 change_wait = asyncio.ensure_future(self._changed.wait())
                 try:
                     await asyncio.wait(
-                        {stop_wait, change_wait}, timeout=self.config.tick, return_when=asyncio.FIRST_COMPLETED
+                        {stop_wait, change_wait},
+                        timeout=self.config.tick,
+                        return_when=asyncio.FIRST_COMPLETED,
                     )
                 finally:
                     stop_wait.cancel()
@@ -116,20 +118,34 @@ class LeaseManager:
                 )
                 for record in claimed:
                     self._start(
-                        Lease(record["consumer"], record["stream"], record["partition"], record["lease_epoch"],
-                              record["position_txid"], record["position_id"])
+                        Lease(
+                            record["consumer"],
+                            record["stream"],
+                            record["partition"],
+                            record["lease_epoch"],
+                            record["position_txid"],
+                            record["position_id"],
+                        )
                     )
                 if claimed:
-                    log.info("lease.acquired", count=len(claimed), held=len(self.held), fair_share=fair,
-                             live_replicas=live)
+                    log.info(
+                        "lease.acquired",
+                        count=len(claimed),
+                        held=len(self.held),
+                        fair_share=fair,
+                        live_replicas=live,
+                    )
         if len(active) > fair:
             await self._release_surplus(active[fair:])
         metrics.LEASES_HELD.set(len(self.held))
 
     def _start(self, lease: Lease) -> None:
-        worker = PartitionWorker(lease, self.runners[lease.consumer], self.pool, self.config.replica_id,
-                                 self.semaphore)
-        task = asyncio.create_task(worker.run(), name=f"worker:{lease.consumer}/{lease.stream}/{lease.partition}")
+        worker = PartitionWorker(
+            lease, self.runners[lease.consumer], self.pool, self.config.replica_id, self.semaphore
+        )
+        task = asyncio.create_task(
+            worker.run(), name=f"worker:{lease.consumer}/{lease.stream}/{lease.partition}"
+        )
         held = _Held(worker, task)
         self.held[lease.key] = held
         self.hub.register(lease.stream, lease.partition, held)

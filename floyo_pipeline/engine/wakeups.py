@@ -22,6 +22,7 @@ from floyo_pipeline.logs import get_logger
 log = get_logger(__name__)
 
 NOTIFY_CHANNEL = "floyo_pipeline"
+_CONNECTION_TROUBLE = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ConnectionError, TimeoutError)
 
 
 class Wakeable(Protocol):
@@ -125,33 +126,48 @@ class NotifySource:
     async def run(self, hub: WakeHub) -> None:
         delays = iter(backoff_delays())
         while True:
-            conn: asyncpg.Connection | None = None
             try:
-                conn = await connect(self.url)
-                closed = asyncio.Event()
-                conn.add_termination_listener(lambda _c: closed.set())
-
-                def on_notify(_c: object, _pid: int, _channel: str, payload: str) -> None:
-                    stream, partitions = parse_notify_payload(payload)
-                    hub.wake("notify", stream, partitions)
-
-                await conn.add_listener(NOTIFY_CHANNEL, on_notify)
-                self.health.up()
-                log.info("source.connected", source="notify")
-                hub.wake_all("notify")  # catch up on whatever arrived while not listening
-                delays = iter(backoff_delays())
-                while not closed.is_set():
-                    try:
-                        await asyncio.wait_for(closed.wait(), timeout=self.check_interval)
-                    except TimeoutError:
-                        await conn.execute("select 1")  # notices a half-open connection
-                raise ConnectionError("listen connection closed")
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ConnectionError, TimeoutError) as err:
+                await self._listen(hub)
+            except (
+                OSError,
+                asyncpg.PostgresError,
+                asyncpg.InterfaceError,
+                ConnectionError,
+                TimeoutError,
+            ) as err:
+                if self.health.connected:  # it was up: a fresh outage starts the backoff again
+                    delays = iter(backoff_delays())
                 delay = next(delays)
                 self.health.down(f"{type(err).__name__}: {err}"[:300])
-                log.warning("source.reconnecting", source="notify", error_class=type(err).__name__,
-                            delay=round(delay, 3))
+                log.warning(
+                    "source.reconnecting",
+                    source="notify",
+                    error_class=type(err).__name__,
+                    delay=round(delay, 3),
+                )
                 await asyncio.sleep(delay)
-            finally:
-                if conn is not None and not conn.is_closed():
-                    conn.terminate()
+
+    async def _listen(self, hub: WakeHub) -> None:
+        """One LISTEN connection, until it drops (raises) or the task is cancelled."""
+        conn = await connect(self.url)
+        try:
+            closed = asyncio.Event()
+            conn.add_termination_listener(lambda _c: closed.set())
+
+            def on_notify(_c: object, _pid: int, _channel: str, payload: str) -> None:
+                stream, partitions = parse_notify_payload(payload)
+                hub.wake("notify", stream, partitions)
+
+            await conn.add_listener(NOTIFY_CHANNEL, on_notify)
+            self.health.up()
+            log.info("source.connected", source="notify")
+            hub.wake_all("notify")  # catch up on whatever arrived while not listening
+            while not closed.is_set():
+                try:
+                    await asyncio.wait_for(closed.wait(), timeout=self.check_interval)
+                except TimeoutError:
+                    await conn.execute("select 1")  # notices a half-open connection
+            raise ConnectionError("listen connection closed")
+        finally:
+            if not conn.is_closed():
+                conn.terminate()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 
 import asyncpg
@@ -61,7 +62,9 @@ class PartitionWorker:
                 if not is_transient(err):
                     raise
                 transient_failures += 1
-                delay = min(TRANSIENT_BACKOFF_MAX_SECONDS, 0.1 * 2**transient_failures) * random.uniform(0.5, 1)
+                delay = min(TRANSIENT_BACKOFF_MAX_SECONDS, 0.1 * 2**transient_failures) * random.uniform(
+                    0.5, 1
+                )
                 log.warning("batch.retrying", error_class=type(err).__name__, delay=round(delay, 3))
                 await self._sleep_or_wake(delay)
                 continue
@@ -69,12 +72,21 @@ class PartitionWorker:
                 self.idle.set()
             transient_failures = 0
             if result.fetched:
-                log.info("batch.committed", batch_size=result.fetched, duration=round(result.seconds, 4),
-                         position=self.lease.position_id, dead_lettered=len(result.dead),
-                         **dict(result.outcomes))
+                log.info(
+                    "batch.committed",
+                    batch_size=result.fetched,
+                    duration=round(result.seconds, 4),
+                    position=self.lease.position_id,
+                    dead_lettered=len(result.dead),
+                    **dict(result.outcomes),
+                )
                 for dead in result.dead:
-                    log.warning("row.dead_lettered", row_id=dead.row_id, error_class=dead.error_class,
-                                attempts=dead.attempts)
+                    log.warning(
+                        "row.dead_lettered",
+                        row_id=dead.row_id,
+                        error_class=dead.error_class,
+                        attempts=dead.attempts,
+                    )
             if result.fetched >= self.runner.batch_size:
                 pending_step = 0
                 await asyncio.sleep(0)
@@ -88,10 +100,12 @@ class PartitionWorker:
             await self.wake.wait()
 
     async def _sleep_or_wake(self, seconds: float) -> None:
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.wake.wait(), timeout=seconds)
-        except TimeoutError:
-            pass
 
     def _where(self) -> dict[str, object]:
-        return {"consumer": self.lease.consumer, "stream": self.lease.stream, "partition": self.lease.partition}
+        return {
+            "consumer": self.lease.consumer,
+            "stream": self.lease.stream,
+            "partition": self.lease.partition,
+        }

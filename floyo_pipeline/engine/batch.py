@@ -35,10 +35,42 @@ class Lease:
     epoch: int
     position_txid: int
     position_id: int
+    pending: dict[int, int] = field(default_factory=dict)
 
     @property
     def key(self) -> tuple[str, str, int]:
         return (self.consumer, self.stream, self.partition)
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where a consumer stands in a partition: see the checkpoints table."""
+
+    position_txid: int
+    position_id: int
+    pending: dict[int, int]
+
+    @classmethod
+    def after(
+        cls, lease: Lease, records: Sequence[asyncpg.Record], in_progress: set[int], limit: int
+    ) -> Cursor:
+        """The cursor once `records` (read in one snapshot with `in_progress` open) are processed."""
+        txid, row_id = lease.position_txid, lease.position_id
+        pending = dict(lease.pending)
+        for record in records:
+            t, i = record["pipeline_txid"], record["id"]
+            if t in pending:
+                pending[t] = max(pending[t], i)
+            else:
+                txid, row_id = t, i
+        # Pending rows sort first, so unless the batch ended inside them every finished pending
+        # transaction has been read completely and can be forgotten.
+        if len(records) < limit or (records and records[-1]["pipeline_txid"] not in lease.pending):
+            pending = {t: i for t, i in pending.items() if t in in_progress}
+        for t in in_progress:
+            if t < txid and t not in pending:
+                pending[t] = 0
+        return cls(txid, row_id, pending)
 
 
 @dataclass(frozen=True)
@@ -60,7 +92,6 @@ class BatchResult:
     fetched: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
     dead: list[DeadLetter] = field(default_factory=list)
-    pending: bool = False
     created_ats: list[float] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -88,26 +119,22 @@ class BatchRunner:
         """Process at most one batch for the lease; on commit, advances `lease` in memory."""
         result = BatchResult()
         started = time.perf_counter()
-        async with conn.transaction():
+        # REPEATABLE READ: the rows and the list of open transactions come from one snapshot.
+        async with conn.transaction(isolation="repeatable_read"):
             records = await conn.fetch(
                 Q[f"fetch_{lease.stream}"],
                 lease.partition,
                 lease.position_txid,
                 lease.position_id,
                 self.batch_size,
+                list(lease.pending),
+                list(lease.pending.values()),
             )
             result.fetched = len(records)
-            if len(records) < self.batch_size:
-                result.pending = bool(
-                    await conn.fetchval(
-                        Q[f"pending_{lease.stream}"],
-                        lease.partition,
-                        records[-1]["pipeline_txid"] if records else lease.position_txid,
-                        records[-1]["id"] if records else lease.position_id,
-                    )
-                )
             if not records:
                 return result
+            in_progress = set(await conn.fetchval(Q["snapshot_in_progress"]))
+            cursor = Cursor.after(lease, records, in_progress, self.batch_size)
             rows = self._validate(lease.stream, records, result)
             await self._apply(conn, lease, rows, result)
             if result.dead:
@@ -121,7 +148,6 @@ class BatchRunner:
                     [d.error_message for d in result.dead],
                     [d.attempts for d in result.dead],
                 )
-            last = records[-1]
             status = await conn.execute(
                 Q["checkpoint_advance"],
                 lease.consumer,
@@ -129,15 +155,17 @@ class BatchRunner:
                 lease.partition,
                 owner,
                 lease.epoch,
-                last["pipeline_txid"],
-                last["id"],
+                cursor.position_txid,
+                cursor.position_id,
+                list(cursor.pending),
+                list(cursor.pending.values()),
                 len(records),
             )
             if status != "UPDATE 1":
                 raise LeaseLost(f"{lease.consumer}/{lease.stream}/{lease.partition} epoch {lease.epoch}")
             result.created_ats = [r["created_at"].timestamp() for r in records]
-        lease.position_txid = last["pipeline_txid"]
-        lease.position_id = last["id"]
+        lease.position_txid, lease.position_id = cursor.position_txid, cursor.position_id
+        lease.pending = cursor.pending
         result.seconds = time.perf_counter() - started
         self._observe(lease, result)
         return result

@@ -125,6 +125,7 @@ class LeaseManager:
                             record["lease_epoch"],
                             record["position_txid"],
                             record["position_id"],
+                            dict(zip(record["pending_txids"], record["pending_after_ids"], strict=True)),
                         )
                     )
                 if claimed:

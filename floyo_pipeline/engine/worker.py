@@ -15,8 +15,6 @@ from floyo_pipeline.logs import get_logger
 
 log = get_logger(__name__)
 
-# Rows committed beyond the snapshot xmin wait for an older open transaction: look again soon.
-PENDING_RECHECK_SECONDS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5)
 TRANSIENT_BACKOFF_MAX_SECONDS = 5.0
 
 
@@ -46,7 +44,6 @@ class PartitionWorker:
     async def run(self) -> None:
         """Loop until stopped or fenced; a batch in flight always finishes (commit or rollback) first."""
         structlog.contextvars.bind_contextvars(**self._where())
-        pending_step = 0
         transient_failures = 0
         while not self.stopping:
             self.wake.clear()
@@ -88,15 +85,8 @@ class PartitionWorker:
                         attempts=dead.attempts,
                     )
             if result.fetched >= self.runner.batch_size:
-                pending_step = 0
                 await asyncio.sleep(0)
                 continue
-            if result.pending:
-                delay = PENDING_RECHECK_SECONDS[min(pending_step, len(PENDING_RECHECK_SECONDS) - 1)]
-                pending_step += 1
-                await self._sleep_or_wake(delay)
-                continue
-            pending_step = 0
             await self.wake.wait()
 
     async def _sleep_or_wake(self, seconds: float) -> None:

@@ -81,7 +81,8 @@ set lease_owner = $1,
     updated_at = now()
 from candidates
 where c.consumer = candidates.consumer and c.stream = candidates.stream and c.partition = candidates.partition
-returning c.consumer, c.stream, c.partition, c.lease_epoch, c.position_txid, c.position_id
+returning c.consumer, c.stream, c.partition, c.lease_epoch, c.position_txid, c.position_id,
+          c.pending_txids, c.pending_after_ids
 
 -- name: lease_release
 update floyo_pipeline.checkpoints
@@ -95,40 +96,61 @@ where lease_owner = $1
 
 -- name: checkpoint_advance
 update floyo_pipeline.checkpoints
-set position_txid = $6, position_id = $7, processed_total = processed_total + $8, updated_at = now()
+set position_txid = $6, position_id = $7, pending_txids = $8, pending_after_ids = $9,
+    processed_total = processed_total + $10, updated_at = now()
 where consumer = $1 and stream = $2 and partition = $3 and lease_owner = $4 and lease_epoch = $5
   and lease_expires_at > now()
 
 -- name: fetch_telemetry_events
-select id, pipeline_partition, pipeline_txid, user_id, occurred_at, app_id, event_type, file_path,
+-- Rows after the position, plus rows of pending transactions that have committed since, in
+-- (transaction, id) order. Runs first in a REPEATABLE READ transaction so that
+-- snapshot_in_progress sees the very same snapshot.
+select * from (
+  (select id, pipeline_partition, pipeline_txid, user_id, occurred_at, app_id, event_type, file_path,
        duration_ms, metadata, created_at
-from public.telemetry_events
-where pipeline_partition = $1
-  and (pipeline_txid, id) > ($2::xid8, $3::bigint)
-  and pipeline_txid < pg_snapshot_xmin(pg_current_snapshot())
+   from public.telemetry_events
+   where pipeline_partition = $1 and (pipeline_txid, id) > ($2::xid8, $3::bigint)
+   order by pipeline_txid, id
+   limit $4)
+  union all
+  (select r.*
+   from unnest($5::xid8[], $6::bigint[]) as p(txid, after_id)
+   cross join lateral (
+     select id, pipeline_partition, pipeline_txid, user_id, occurred_at, app_id, event_type, file_path,
+       duration_ms, metadata, created_at
+     from public.telemetry_events
+     where pipeline_partition = $1 and pipeline_txid = p.txid and id > p.after_id
+     order by id
+     limit $4) r)
+) batch
 order by pipeline_txid, id
 limit $4
 
 -- name: fetch_metrics_log
-select id, pipeline_partition, pipeline_txid, ts, source, metric, created_at
-from public.metrics_log
-where pipeline_partition = $1
-  and (pipeline_txid, id) > ($2::xid8, $3::bigint)
-  and pipeline_txid < pg_snapshot_xmin(pg_current_snapshot())
+-- Rows after the position, plus rows of pending transactions that have committed since, in
+-- (transaction, id) order. Runs first in a REPEATABLE READ transaction so that
+-- snapshot_in_progress sees the very same snapshot.
+select * from (
+  (select id, pipeline_partition, pipeline_txid, ts, source, metric, created_at
+   from public.metrics_log
+   where pipeline_partition = $1 and (pipeline_txid, id) > ($2::xid8, $3::bigint)
+   order by pipeline_txid, id
+   limit $4)
+  union all
+  (select r.*
+   from unnest($5::xid8[], $6::bigint[]) as p(txid, after_id)
+   cross join lateral (
+     select id, pipeline_partition, pipeline_txid, ts, source, metric, created_at
+     from public.metrics_log
+     where pipeline_partition = $1 and pipeline_txid = p.txid and id > p.after_id
+     order by id
+     limit $4) r)
+) batch
 order by pipeline_txid, id
 limit $4
 
--- name: pending_telemetry_events
-select exists (
-  select 1 from public.telemetry_events
-  where pipeline_partition = $1 and (pipeline_txid, id) > ($2::xid8, $3::bigint)
-)
-
--- name: pending_metrics_log
-select exists (
-  select 1 from public.metrics_log
-  where pipeline_partition = $1 and (pipeline_txid, id) > ($2::xid8, $3::bigint)
-)
+-- name: snapshot_in_progress
+select coalesce(array_agg(x order by x), '{}') from pg_snapshot_xip(pg_current_snapshot()) as x
 
 -- name: fetch_row_telemetry_events
 select id, pipeline_partition, pipeline_txid, user_id, occurred_at, app_id, event_type, file_path,
@@ -155,7 +177,10 @@ from floyo_pipeline.checkpoints c
 cross join lateral (
   select count(*) as rows, min(t.created_at) as oldest
   from public.telemetry_events t
-  where t.pipeline_partition = c.partition and (t.pipeline_txid, t.id) > (c.position_txid, c.position_id)
+  where t.pipeline_partition = c.partition
+    and ((t.pipeline_txid, t.id) > (c.position_txid, c.position_id)
+         or exists (select 1 from unnest(c.pending_txids, c.pending_after_ids) as p(txid, after_id)
+                    where t.pipeline_txid = p.txid and t.id > p.after_id))
 ) lag
 where c.stream = 'telemetry_events'
 order by c.consumer, c.partition
@@ -169,7 +194,10 @@ from floyo_pipeline.checkpoints c
 cross join lateral (
   select count(*) as rows, min(t.created_at) as oldest
   from public.metrics_log t
-  where t.pipeline_partition = c.partition and (t.pipeline_txid, t.id) > (c.position_txid, c.position_id)
+  where t.pipeline_partition = c.partition
+    and ((t.pipeline_txid, t.id) > (c.position_txid, c.position_id)
+         or exists (select 1 from unnest(c.pending_txids, c.pending_after_ids) as p(txid, after_id)
+                    where t.pipeline_txid = p.txid and t.id > p.after_id))
 ) lag
 where c.stream = 'metrics_log'
 order by c.consumer, c.partition
@@ -198,13 +226,14 @@ where consumer = $1 and lease_owner is not null and lease_expires_at > now()
 
 -- name: replay_from_start
 update floyo_pipeline.checkpoints
-set position_txid = '0'::xid8, position_id = 0, lease_owner = null, lease_expires_at = null,
+set position_txid = '0'::xid8, position_id = 0, pending_txids = '{}', pending_after_ids = '{}',
+    lease_owner = null, lease_expires_at = null,
     lease_epoch = lease_epoch + 1, updated_at = now()
 where consumer = $1
 
 -- name: replay_since_telemetry_events
 update floyo_pipeline.checkpoints c
-set position_txid = p.txid, position_id = p.id,
+set position_txid = p.txid, position_id = p.id, pending_txids = '{}', pending_after_ids = '{}',
     lease_owner = null, lease_expires_at = null, lease_epoch = c.lease_epoch + 1, updated_at = now()
 from (
   select cp.partition, coalesce(prev.txid, '0'::xid8) as txid, coalesce(prev.id, 0) as id
@@ -221,7 +250,7 @@ where c.consumer = $1 and c.stream = 'telemetry_events' and c.partition = p.part
 
 -- name: replay_since_metrics_log
 update floyo_pipeline.checkpoints c
-set position_txid = p.txid, position_id = p.id,
+set position_txid = p.txid, position_id = p.id, pending_txids = '{}', pending_after_ids = '{}',
     lease_owner = null, lease_expires_at = null, lease_epoch = c.lease_epoch + 1, updated_at = now()
 from (
   select cp.partition, coalesce(prev.txid, '0'::xid8) as txid, coalesce(prev.id, 0) as id

@@ -14,12 +14,18 @@ values ('telemetry_events', 64), ('metrics_log', 1)
 on conflict (stream) do nothing;
 
 -- One row per (consumer, stream, partition): the cursor and the lease that fences it.
+-- The cursor is (position, pending): every row at or before position_txid/position_id has been
+-- processed, except rows of the pending transactions after their pending_after_ids.
 create table if not exists floyo_pipeline.checkpoints (
   consumer text not null,
   stream text not null references floyo_pipeline.streams (stream),
   partition integer not null check (partition >= 0),
   position_txid xid8 not null default '0'::xid8,
   position_id bigint not null default 0,
+  -- Transactions that were still open when the cursor passed their id, and the last row id of
+  -- each already processed: their rows are read when they commit (parallel arrays).
+  pending_txids xid8[] not null default '{}',
+  pending_after_ids bigint[] not null default '{}',
   processed_total bigint not null default 0,
   lease_owner text,
   lease_expires_at timestamptz,

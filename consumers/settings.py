@@ -1,0 +1,40 @@
+"""The analyzers' thresholds as named settings (DESIGN.md section 5; explained in docs/analyzers.md)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+# file_patterns
+ACCESSED_TOGETHER_WINDOW = timedelta(seconds=30)
+"""Consecutive file events on different paths strictly closer than this are accessed together."""
+SUGGESTION_MIN_USES = 3
+"""A catalog extension used this many times (or more) earns an integration suggestion."""
+SUGGESTION_CONFIDENCE_PER_USE = 0.1
+SUGGESTION_CONFIDENCE_CAP = 0.9
+ACTUAL_FILES_SHOWN = 3
+"""How many of the most recent distinct paths a suggestion lists."""
+
+# app_workflows
+APP_TRANSITION_WINDOW = timedelta(minutes=5)
+"""Consecutive rows in different apps strictly closer than this are an app transition."""
+CONNECTOR_MIN_WEIGHT = 5
+"""A known connector pair is suggested once its transition weight reaches this."""
+
+# performance: durations
+DURATION_WINDOW = 40
+"""Durations kept per (user, app, event type); the older and newer halves are compared."""
+DURATION_HALF = DURATION_WINDOW // 2
+REGRESSION_PERCENT = 10
+"""Newer median more than this many percent above the older median: a regression."""
+CRITICAL_PERCENT = 50
+"""A regression of more than this many percent is critical."""
+
+# performance: metrics_log daily rules
+LCP_INCREASE_PERCENT = 10
+"""Daily average LCP more than this many percent above the previous day's."""
+SLOW_QUERY_MS = 200
+"""Daily average Supabase latency above this many milliseconds."""
+BUNDLE_MB = 30
+"""Daily average Expo bundle size above this many megabytes."""
+CI_QUEUE_LENGTH = 3
+"""Daily average CI queue length above this."""

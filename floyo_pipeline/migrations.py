@@ -93,6 +93,53 @@ async def migrate(conn: asyncpg.Connection, folder: Path | None = None) -> list[
         await conn.execute("select pg_advisory_unlock($1)", _MIGRATE_LOCK)
 
 
-async def migrate_down(conn: asyncpg.Connection, version: str) -> list[Migration]:
-    """Run rollbacks newest first until `version` is the newest applied migration."""
-    raise MigrationError("rollbacks are not implemented yet")
+def rollback_path(folder: Path, version: str, name: str) -> Path:
+    """The reverse script of migration `version_name.sql`: `version_name.down.sql` in `folder`."""
+    return folder / f"{version}_{name}.down.sql"
+
+
+async def migrate_down(
+    conn: asyncpg.Connection,
+    version: str,
+    folder: Path | None = None,
+    rollbacks: Path | None = None,
+) -> list[Migration]:
+    """Run rollbacks newest first until `version` is the newest applied migration.
+
+    Each rollback runs in its own transaction together with the removal of its tracking row. Every
+    rollback file needed is checked before any runs. Returns the migrations undone (their `path` is
+    the rollback script that ran), newest first.
+    """
+    folder = folder or project_root() / "supabase" / "migrations"
+    rollbacks = rollbacks or folder.parent / "rollbacks"
+    names = {m.version: m.name for m in discover(folder)}
+    await conn.execute("select pg_advisory_lock($1)", _MIGRATE_LOCK)
+    try:
+        await conn.execute(Q["ensure_migrations_table"])
+        applied = [(r["version"], r["name"]) for r in await conn.fetch(Q["applied_migrations_named"])]
+        applied_versions = {v for v, _ in applied}
+        if version not in applied_versions:
+            if version in names:
+                raise MigrationError(f"migration {version} is not applied, cannot roll back to it")
+            raise MigrationError(f"unknown migration version {version!r}")
+        plan: list[Migration] = []
+        for applied_version, tracked_name in sorted(applied, reverse=True):
+            if applied_version <= version:
+                break
+            name = names.get(applied_version) or tracked_name or "unknown"
+            path = rollback_path(rollbacks, applied_version, name)
+            if not path.is_file():
+                raise MigrationError(f"missing rollback {path.name} (expected in {rollbacks})")
+            plan.append(Migration(version=applied_version, name=name, path=path))
+        for done, step in enumerate(plan):
+            try:
+                async with conn.transaction():
+                    await conn.execute(step.sql)
+                    await conn.execute(Q["forget_migration"], step.version)
+            except asyncpg.PostgresError as err:
+                raise MigrationError(
+                    f"{step.path.name}: {type(err).__name__}: {err} ({done} newer rollback(s) committed)"
+                ) from err
+        return plan
+    finally:
+        await conn.execute("select pg_advisory_unlock($1)", _MIGRATE_LOCK)

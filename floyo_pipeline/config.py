@@ -52,6 +52,12 @@ class Settings(BaseSettings):
     allow_superuser: bool = False
     consumers: str = Field(default="consumers:all_consumers", pattern=r"^[\w.]+:\w+$")
 
+    @field_validator("supabase_url", "supabase_service_role_key", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        # An empty env var (SUPABASE_SERVICE_ROLE_KEY=) means "not configured", not an empty key.
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("database_url")
     @classmethod
     def _postgres_scheme(cls, value: SecretStr | None) -> SecretStr | None:
@@ -77,6 +83,8 @@ def _env_name(field: str) -> str:
     info = Settings.model_fields.get(field)
     if info is not None and isinstance(info.validation_alias, str):
         return info.validation_alias
+    if any(f.validation_alias == field for f in Settings.model_fields.values()):
+        return field  # pydantic reports aliased fields by their alias (the env var name)
     return f"FLOYO_{field.upper()}"
 
 

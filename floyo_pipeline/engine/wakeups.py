@@ -22,6 +22,7 @@ from floyo_pipeline.logs import get_logger
 log = get_logger(__name__)
 
 NOTIFY_CHANNEL = "floyo_pipeline"
+LISTEN_APPLICATION_NAME = "floyo_pipeline.listen"
 _CONNECTION_TROUBLE = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ConnectionError, TimeoutError)
 
 
@@ -149,7 +150,7 @@ class NotifySource:
 
     async def _listen(self, hub: WakeHub) -> None:
         """One LISTEN connection, until it drops (raises) or the task is cancelled."""
-        conn = await connect(self.url)
+        conn = await connect(self.url, server_settings={"application_name": LISTEN_APPLICATION_NAME})
         try:
             closed = asyncio.Event()
             conn.add_termination_listener(lambda _c: closed.set())

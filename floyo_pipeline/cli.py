@@ -25,6 +25,7 @@ from floyo_pipeline.operations import (
     retry_dead_letter,
     status,
 )
+from floyo_pipeline.schema_check import cmd_validate_schema
 from floyo_pipeline.service import StartupError, run_service
 
 EXIT_USAGE = 2
@@ -259,7 +260,7 @@ async def cmd_not_yet(settings: Settings, args: argparse.Namespace) -> int:
 COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]]] = {
     "run": cmd_run,
     "migrate": cmd_migrate,
-    "validate-schema": cmd_not_yet,
+    "validate-schema": cmd_validate_schema,
     "status": cmd_status,
     "replay": cmd_replay,
     "dead-letters": cmd_dead_letters,

@@ -1,0 +1,245 @@
+"""`floyo-pipeline validate-schema`: compare the database with the schema the code expects.
+
+The expected tables, columns, Postgres types and nullability come from the row models in
+`floyo_pipeline.rows` (one source, no second hand-written copy); the policies from `POLICIES` below;
+the streams' publication membership and NOTIFY triggers from `STREAM_MODELS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import types
+import typing
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, Literal
+from uuid import UUID
+
+import asyncpg
+
+from floyo_pipeline.config import Settings
+from floyo_pipeline.database import database_target
+from floyo_pipeline.db import connect
+from floyo_pipeline.queries import Q
+from floyo_pipeline.rows import STREAM_MODELS, TABLE_MODELS, TableRow
+
+PUBLICATION = "supabase_realtime"
+PRIVATE_SCHEMA = "floyo_pipeline"
+PRIVATE_TABLES = ("streams", "checkpoints", "replicas", "dead_letters")
+NOTIFY_FUNCTION = "floyo_pipeline.notify_stream_insert"
+USER_ROLES = ("anon", "authenticated")
+WORKER_ROLE = "floyo_pipeline_worker"
+
+# Policy kinds: name template, command, role. POLICIES lists the kinds each public table has.
+POLICY_KINDS: dict[str, tuple[str, str, str]] = {
+    "select_own": ("{table}_select_own", "SELECT", "authenticated"),
+    "insert_own": ("{table}_insert_own", "INSERT", "authenticated"),
+    "all_own": ("{table}_own", "ALL", "authenticated"),
+    "update_own_flags": ("{table}_update_own_flags", "UPDATE", "authenticated"),
+    "worker_all": ("pipeline_worker_all", "ALL", WORKER_ROLE),
+    "worker_read": ("pipeline_worker_read", "SELECT", WORKER_ROLE),
+}
+POLICIES: dict[str, tuple[str, ...]] = {
+    "telemetry_events": ("select_own", "insert_own", "worker_all"),
+    "metrics_log": ("worker_all",),
+    "privacy_prefs": ("all_own", "worker_read"),
+    "app_allowlist": ("all_own", "worker_read"),
+    "signal_toggles": ("all_own", "worker_read"),
+    "patterns": ("select_own", "worker_all"),
+    "relationships": ("select_own", "worker_all"),
+    "insights": ("select_own", "worker_all"),
+    "suggestions": ("select_own", "update_own_flags", "worker_all"),
+}
+
+_PG_TYPES: dict[Any, str] = {
+    bool: "boolean",
+    int: "bigint",
+    float: "double precision",
+    str: "text",
+    datetime: "timestamp with time zone",
+    date: "date",
+    UUID: "uuid",
+    dict: "jsonb",
+    Any: "jsonb",
+}
+
+
+@dataclass(frozen=True)
+class Column:
+    pg_type: str
+    nullable: bool
+
+    def __str__(self) -> str:
+        return f"{self.pg_type} {'null' if self.nullable else 'not null'}"
+
+
+@dataclass(frozen=True)
+class Policy:
+    name: str
+    cmd: str
+    role: str
+
+
+def pg_type(annotation: Any) -> tuple[str, bool]:
+    """The Postgres type of a model field's annotation, and whether it is nullable."""
+    nullable = False
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        nullable = len(args) < len(typing.get_args(annotation))
+        if len(args) != 1:
+            raise TypeError(f"cannot map {annotation!r} to one Postgres type")
+        annotation = args[0]
+        origin = typing.get_origin(annotation)
+    if origin is Literal:
+        return pg_type(type(typing.get_args(annotation)[0]))[0], nullable
+    if origin is list:
+        return pg_type(typing.get_args(annotation)[0])[0] + "[]", nullable
+    if origin is dict:
+        return "jsonb", nullable
+    if annotation in _PG_TYPES:
+        return _PG_TYPES[annotation], nullable
+    raise TypeError(f"cannot map {annotation!r} to a Postgres type")
+
+
+def expected_columns(model: type[TableRow]) -> dict[str, Column]:
+    columns: dict[str, Column] = {}
+    for name, field in model.model_fields.items():
+        inferred, nullable = pg_type(field.annotation)
+        columns[name] = Column(model.__pg_types__.get(name, inferred), nullable)
+    for name, declared in model.__db_only_columns__.items():
+        columns[name] = Column(model.__pg_types__.get(name, declared), False)
+    return columns
+
+
+def expected_policies(table: str) -> list[Policy]:
+    out = []
+    for kind in POLICIES.get(table, ()):
+        template, cmd, role = POLICY_KINDS[kind]
+        out.append(Policy(template.format(table=table), cmd, role))
+    return out
+
+
+async def find_drift(conn: asyncpg.Connection) -> tuple[list[str], dict[str, int]]:
+    """Every difference from the expected schema, one line each, and counts of what was checked."""
+    drift: list[str] = []
+    checked = {"tables": 0, "columns": 0, "policies": 0, "streams": 0, "private tables": 0}
+
+    tables = {r["table_name"]: r["rls"] for r in await conn.fetch(Q["schema_check_public_tables"])}
+    actual_columns: dict[str, dict[str, Column]] = {}
+    for r in await conn.fetch(Q["schema_check_columns"]):
+        actual_columns.setdefault(r["table_name"], {})[r["column_name"]] = Column(r["pg_type"], r["nullable"])
+
+    for table, model in TABLE_MODELS.items():
+        checked["tables"] += 1
+        if table not in tables:
+            drift.append(f"public.{table}: table missing")
+            continue
+        have = actual_columns.get(table, {})
+        for name, want in expected_columns(model).items():
+            checked["columns"] += 1
+            got = have.get(name)
+            if got is None:
+                drift.append(f"public.{table}.{name}: column missing (expected {want})")
+            elif got.pg_type != want.pg_type:
+                drift.append(f"public.{table}.{name}: type is {got.pg_type}, expected {want.pg_type}")
+            elif got.nullable != want.nullable:
+                drift.append(f"public.{table}.{name}: is {got}, expected {want}")
+        for name in sorted(set(have) - set(expected_columns(model))):
+            drift.append(f"public.{table}.{name}: unexpected column ({have[name]}), not in {model.__name__}")
+
+    for table, rls in tables.items():
+        if not rls:
+            drift.append(f"public.{table}: row level security is disabled")
+
+    actual_policies: dict[str, dict[str, Policy]] = {}
+    for r in await conn.fetch(Q["schema_check_policies"]):
+        roles = ",".join(sorted(r["roles"]))
+        actual_policies.setdefault(r["table_name"], {})[r["policy_name"]] = Policy(
+            r["policy_name"], r["cmd"], roles
+        )
+    for table in TABLE_MODELS:
+        if table not in tables:
+            continue
+        have_policies = actual_policies.get(table, {})
+        wanted = expected_policies(table)
+        for policy in wanted:
+            checked["policies"] += 1
+            got_policy = have_policies.get(policy.name)
+            if got_policy is None:
+                drift.append(f"public.{table}: policy {policy.name} missing ({policy.cmd} to {policy.role})")
+            elif (got_policy.cmd, got_policy.role) != (policy.cmd, policy.role):
+                drift.append(
+                    f"public.{table}: policy {policy.name} is {got_policy.cmd} to {got_policy.role}, "
+                    f"expected {policy.cmd} to {policy.role}"
+                )
+        for name in sorted(set(have_policies) - {p.name for p in wanted}):
+            extra = have_policies[name]
+            drift.append(f"public.{table}: unexpected policy {name} ({extra.cmd} to {extra.role})")
+
+    for table in await conn.fetch(Q["schema_check_anon_table_privileges"]):
+        if table["table_name"] in TABLE_MODELS:
+            drift.append(f"public.{table['table_name']}: anon has table privileges")
+
+    drift += await _stream_drift(conn, set(tables), checked)
+    drift += await _private_schema_drift(conn, checked)
+    return drift, checked
+
+
+async def _stream_drift(conn: asyncpg.Connection, tables: set[str], checked: dict[str, int]) -> list[str]:
+    drift: list[str] = []
+    published: set[str] = set()
+    if await conn.fetchval(Q["schema_check_publication_exists"], PUBLICATION):
+        rows = await conn.fetch(Q["schema_check_publication_tables"], PUBLICATION)
+        published = {r["table_name"] for r in rows}
+    else:
+        drift.append(f"publication {PUBLICATION} missing")
+    triggers = {(r["table_name"], r["trigger_name"]): r for r in await conn.fetch(Q["schema_check_triggers"])}
+    for stream in STREAM_MODELS:
+        if stream not in tables:
+            continue
+        checked["streams"] += 1
+        if stream not in published:
+            drift.append(f"public.{stream}: not in publication {PUBLICATION}")
+        name = f"{stream}_notify"
+        trigger = triggers.get((stream, name))
+        if trigger is None:
+            drift.append(f"public.{stream}: trigger {name} missing")
+            continue
+        if not trigger["enabled"]:
+            drift.append(f"public.{stream}: trigger {name} is disabled")
+        if not (trigger["per_statement"] and trigger["after"] and trigger["on_insert"]):
+            drift.append(f"public.{stream}: trigger {name} is not AFTER INSERT FOR EACH STATEMENT")
+        function = trigger["function_name"]
+        if function != NOTIFY_FUNCTION:
+            drift.append(f"public.{stream}: trigger {name} calls {function}, expected {NOTIFY_FUNCTION}")
+    return drift
+
+
+async def _private_schema_drift(conn: asyncpg.Connection, checked: dict[str, int]) -> list[str]:
+    drift: list[str] = []
+    have = {r["table_name"] for r in await conn.fetch(Q["schema_check_private_tables"], PRIVATE_SCHEMA)}
+    for table in PRIVATE_TABLES:
+        checked["private tables"] += 1
+        if table not in have:
+            drift.append(f"{PRIVATE_SCHEMA}.{table}: table missing")
+    exposed = await conn.fetch(Q["schema_check_private_schema_exposed"], PRIVATE_SCHEMA, list(USER_ROLES))
+    for r in exposed:
+        drift.append(f"schema {PRIVATE_SCHEMA}: usable by {r['role_name']}")
+    return drift
+
+
+async def cmd_validate_schema(settings: Settings, args: argparse.Namespace) -> int:
+    async with database_target(settings) as target:
+        conn = await connect(target.admin_url)
+        try:
+            drift, checked = await find_drift(conn)
+        finally:
+            await conn.close()
+    for line in drift:
+        print(f"drift: {line}")
+    if drift:
+        print(f"{len(drift)} difference(s) from the expected schema")
+        return 1
+    print("schema OK: " + ", ".join(f"{n} {what}" for what, n in checked.items()) + " checked")
+    return 0

@@ -16,6 +16,7 @@ create table if not exists public.test_effects (
   app_id text not null,
   primary key (consumer, row_id)
 );
+create index if not exists test_effects_user_seq_idx on public.test_effects (consumer, user_id, user_seq);
 create table if not exists public.test_cured (row_id bigint primary key);
 grant select, insert, update, delete on public.test_effects, public.test_cured to floyo_pipeline_worker;
 """
@@ -23,8 +24,8 @@ grant select, insert, update, delete on public.test_effects, public.test_cured t
 RECORD_EFFECTS = """
 insert into public.test_effects (consumer, row_id, user_id, user_seq, app_id)
 select $1, r.row_id, r.user_id,
-       coalesce((select max(e.user_seq) from public.test_effects e
-                 where e.consumer = $1 and e.user_id = r.user_id), 0)
+       coalesce((select e.user_seq from public.test_effects e
+                 where e.consumer = $1 and e.user_id = r.user_id order by e.user_seq desc limit 1), 0)
        + row_number() over (partition by r.user_id order by r.ord),
        r.app_id
 from unnest($2::bigint[], $3::uuid[], $4::text[]) with ordinality as r(row_id, user_id, app_id, ord)

@@ -1,0 +1,52 @@
+"""G7: peak memory does not grow with the backlog (the service as a subprocess, 50k vs 200k rows)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import asyncpg
+
+from tests.pg import TestDatabase, create_test_database, drop_test_database
+from tests.service import ServiceProcess, insert_events, make_users
+from tests.support_consumers import EFFECTS_DDL
+from tests.test_engine_guarantees import wait_for_effects
+
+MIB = 1024 * 1024
+
+
+def peak_rss(pid: int) -> int:
+    """The process's high-water mark of resident memory (VmHWM), in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM in /proc status")
+
+
+async def peak_for_backlog(admin_url: str, rows: int) -> int:
+    db = await create_test_database(admin_url)
+    admin = await asyncpg.connect(db.admin_url)
+    try:
+        await admin.execute(EFFECTS_DDL)
+        users = await make_users(admin, 400)
+        await insert_events(admin, users, rows // 400)
+        proc = ServiceProcess(
+            db.service_url,
+            env={"FLOYO_CONSUMERS": "tests.support_consumers:recorders", "FLOYO_LOG_LEVEL": "warning"},
+        ).start()
+        await wait_for_effects(admin, rows, timeout=240)
+        assert proc.proc is not None
+        peak = peak_rss(proc.proc.pid)
+        assert await proc.stop() == 0
+        return peak
+    finally:
+        await admin.close()
+        await drop_test_database(admin_url, db.name)
+
+
+async def test_peak_memory_is_bounded_whatever_the_backlog(template: str, database: TestDatabase) -> None:
+    small = await peak_for_backlog(template, 50_000)
+    large = await peak_for_backlog(template, 200_000)
+    print(f"peak RSS: 50k backlog {small / MIB:.1f} MiB, 200k backlog {large / MIB:.1f} MiB")
+    assert large < 200 * MIB
+    # Four times the backlog may not cost more than a small constant (allocator noise).
+    assert large - small < 16 * MIB

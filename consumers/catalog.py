@@ -77,7 +77,7 @@ _INTEGRATIONS: tuple[Integration, ...] = (
         "Validate and send to an API",
         "You worked on .{extension} files {count} times; validating them and sending them to an API "
         "catches mistakes before they ship.",
-        'jsonschema.validate(doc, schema)\nrequests.post(API_URL, json=doc, timeout=10)',
+        "jsonschema.validate(doc, schema)\nrequests.post(API_URL, json=doc, timeout=10)",
     ),
     Integration(
         "md",

@@ -9,7 +9,8 @@ ACCESSED_TOGETHER_WINDOW = timedelta(seconds=30)
 """Consecutive file events on different paths strictly closer than this are accessed together."""
 SUGGESTION_MIN_USES = 3
 """A catalog extension used this many times (or more) earns an integration suggestion."""
-SUGGESTION_CONFIDENCE_PER_USE = 0.1
+SUGGESTION_CONFIDENCE_DIVISOR = 10
+"""confidence = min(uses / SUGGESTION_CONFIDENCE_DIVISOR, SUGGESTION_CONFIDENCE_CAP)."""
 SUGGESTION_CONFIDENCE_CAP = 0.9
 ACTUAL_FILES_SHOWN = 3
 """How many of the most recent distinct paths a suggestion lists."""

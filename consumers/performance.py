@@ -1,0 +1,85 @@
+"""performance: duration regressions per user from telemetry, daily rules from metrics_log."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+from consumers.durations import Window, WindowKey, analyze_durations
+from consumers.insights import upsert_insights
+from consumers.metric_rules import Daily, DayKey, analyze_metrics, needed_days
+from consumers.privacy import analyzable
+from consumers.sql import Q
+from floyo_pipeline.api import Batch, BatchContext, Consumer, MetricsLogEntry, Subscription, TelemetryEvent
+
+
+class Performance(Consumer):
+    """Reads both streams: telemetry durations (behind the privacy gate) and metrics_log."""
+
+    name = "performance"
+    subscriptions = (Subscription("telemetry_events"), Subscription("metrics_log"))
+
+    async def handle(self, batch: Batch[Any], ctx: BatchContext) -> None:
+        if batch.stream == "metrics_log":
+            await self._metrics(batch.rows, ctx)
+        else:
+            await self._durations(batch.rows, ctx)
+
+    async def _durations(self, batch_rows: Sequence[TelemetryEvent], ctx: BatchContext) -> None:
+        rows = await analyzable(ctx, [r for r in batch_rows if r.duration_ms is not None])
+        if not rows:
+            return
+        keys = list(dict.fromkeys((r.user_id, r.app_id, r.event_type) for r in rows))
+        stored: dict[WindowKey, Window] = {
+            (r["user_id"], r["app_id"], r["event_type"]): Window(list(r["durations"]), r["regression_open"])
+            for r in await ctx.fetch(
+                Q["duration_windows_load"],
+                [k[0] for k in keys],
+                [k[1] for k in keys],
+                [k[2] for k in keys],
+            )
+        }
+        fx = analyze_durations(
+            ((r.user_id, r.app_id, r.event_type, r.duration_ms or 0, r.occurred_at) for r in rows), stored
+        )
+        windows = fx.windows
+        users: list[UUID] = [k[0] for k in windows]
+        await ctx.execute(
+            Q["duration_windows_save"],
+            users,
+            [k[1] for k in windows],
+            [k[2] for k in windows],
+            [",".join(map(str, w.durations)) for w in windows.values()],
+            [w.regression_open for w in windows.values()],
+            [w.last_at for w in windows.values()],
+        )
+        await upsert_insights(ctx, fx.insights.values())
+
+    async def _metrics(self, batch_rows: Sequence[MetricsLogEntry], ctx: BatchContext) -> None:
+        entries = [(r.ts, r.source, r.metric) for r in batch_rows]
+        needed = sorted(needed_days(entries))
+        if not needed:
+            return
+        stored: dict[DayKey, Daily] = {
+            (r["source"], r["metric"], r["day"]): Daily(r["total"], r["samples"], r["alert_open"])
+            for r in await ctx.fetch(
+                Q["metric_daily_load"],
+                [k[0] for k in needed],
+                [k[1] for k in needed],
+                [k[2] for k in needed],
+            )
+        }
+        fx = analyze_metrics(entries, stored)
+        touched = sorted(fx.touched)
+        days = [fx.days[k] for k in touched]
+        await ctx.execute(
+            Q["metric_daily_save"],
+            [k[0] for k in touched],
+            [k[1] for k in touched],
+            [k[2] for k in touched],
+            [d.total for d in days],
+            [d.samples for d in days],
+            [d.alert_open for d in days],
+        )
+        await upsert_insights(ctx, fx.insights.values())

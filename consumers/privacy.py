@@ -1,0 +1,77 @@
+"""The privacy gate in front of every telemetry analyzer (DESIGN.md section 5, G9).
+
+A row is analyzed only if its user gave consent and left monitoring on, its app is allow-listed,
+enabled and not scoped `none`, and its event type is not switched off. Settings are read once per
+batch, inside the batch's transaction, so a change applies to every row processed after it commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from uuid import UUID
+
+from consumers.sql import Q
+from floyo_pipeline.api import BatchContext, TelemetryEvent
+
+SKIPPED_CONSENT = "skipped_consent"
+SKIPPED_APP = "skipped_app"
+SKIPPED_SIGNAL = "skipped_signal"
+
+
+@dataclass(frozen=True)
+class Privacy:
+    """One user's settings as the gate needs them."""
+
+    monitored: bool
+    apps: frozenset[str]
+    signals_off: frozenset[str]
+
+
+NO_CONSENT = Privacy(False, frozenset(), frozenset())
+
+
+def skip_reason(row: TelemetryEvent, privacy: Privacy) -> str | None:
+    """Why the row must not be analyzed, or None when it may be."""
+    if not privacy.monitored:
+        return SKIPPED_CONSENT
+    if row.app_id not in privacy.apps:
+        return SKIPPED_APP
+    if row.event_type in privacy.signals_off:
+        return SKIPPED_SIGNAL
+    return None
+
+
+def gate(
+    rows: Iterable[TelemetryEvent], settings: dict[UUID, Privacy]
+) -> tuple[list[TelemetryEvent], dict[str, int]]:
+    """The rows that may be analyzed, in order, and the number skipped per reason."""
+    kept: list[TelemetryEvent] = []
+    skipped: dict[str, int] = {}
+    for row in rows:
+        reason = skip_reason(row, settings.get(row.user_id, NO_CONSENT))
+        if reason is None:
+            kept.append(row)
+        else:
+            skipped[reason] = skipped.get(reason, 0) + 1
+    return kept, skipped
+
+
+async def load_privacy(ctx: BatchContext, users: Sequence[UUID]) -> dict[UUID, Privacy]:
+    """The settings of `users`, in one query."""
+    records = await ctx.fetch(Q["privacy_settings"], list(users))
+    return {
+        r["user_id"]: Privacy(r["monitored"], frozenset(r["apps"]), frozenset(r["signals_off"]))
+        for r in records
+    }
+
+
+async def analyzable(ctx: BatchContext, rows: Sequence[TelemetryEvent]) -> list[TelemetryEvent]:
+    """Apply the gate to `rows`, counting the skipped ones on `ctx`; returns the rows to analyze."""
+    if not rows:
+        return []
+    users = list(dict.fromkeys(r.user_id for r in rows))
+    kept, skipped = gate(rows, await load_privacy(ctx, users))
+    for reason, n in skipped.items():
+        ctx.count(reason, n)
+    return kept

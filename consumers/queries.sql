@@ -1,0 +1,147 @@
+-- Every query the analyzers run, by name. Loaded by consumers.sql with floyo_pipeline.api.load_queries.
+-- Each batch reads its state in one query and writes each table in one set-based statement.
+
+-- name: privacy_settings
+select u.user_id,
+       coalesce(p.consent_given and p.monitoring_enabled, false) as monitored,
+       coalesce(a.apps, '{}'::text[]) as apps,
+       coalesce(t.signals_off, '{}'::text[]) as signals_off
+from unnest($1::uuid[]) as u(user_id)
+left join public.privacy_prefs p on p.user_id = u.user_id
+left join lateral (
+  select array_agg(a.app_id) as apps from public.app_allowlist a
+  where a.user_id = u.user_id and a.enabled and a.scope <> 'none'
+) a on true
+left join lateral (
+  select array_agg(t.signal_key) as signals_off from public.signal_toggles t
+  where t.user_id = u.user_id and not t.enabled
+) t on true
+
+-- name: file_state_load
+-- The previous file event and recent paths per user, and the current pattern counts of the
+-- catalog extensions ($2).
+select u.user_id, s.last_path, s.last_at, s.recent_paths,
+       c.extensions, c.counts
+from unnest($1::uuid[]) as u(user_id)
+left join floyo_pipeline.file_pattern_state s on s.user_id = u.user_id
+left join lateral (
+  select array_agg(p.file_extension) as extensions, array_agg(p.count) as counts
+  from public.patterns p
+  where p.user_id = u.user_id and p.file_extension = any($2::text[])
+) c on true
+
+-- name: file_state_save
+insert into floyo_pipeline.file_pattern_state as s (user_id, last_path, last_at, recent_paths)
+select x.user_id, x.last_path, x.last_at, x.recent_paths
+from unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::jsonb[])
+  as x(user_id, last_path, last_at, recent_paths)
+on conflict (user_id) do update
+set last_path = excluded.last_path, last_at = excluded.last_at, recent_paths = excluded.recent_paths
+
+-- name: patterns_add
+-- Tools arrive joined with the unit separator (one text per row keeps the arrays one-dimensional).
+insert into public.patterns as p (user_id, file_extension, count, last_used, tools)
+select x.user_id, x.extension, x.uses, x.last_used, string_to_array(x.tools, chr(31))
+from unnest($1::uuid[], $2::text[], $3::int[], $4::timestamptz[], $5::text[])
+  as x(user_id, extension, uses, last_used, tools)
+on conflict (user_id, file_extension) do update
+set count = p.count + excluded.count,
+    last_used = greatest(p.last_used, excluded.last_used),
+    tools = case when excluded.tools <@ p.tools then p.tools
+                 else array(select distinct t from unnest(p.tools || excluded.tools) as t order by t) end
+
+-- name: relationships_add
+insert into public.relationships as r (user_id, source, target, relation_type, weight, last_seen)
+select x.user_id, x.source, x.target, $6, x.weight, x.last_seen
+from unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::timestamptz[])
+  as x(user_id, source, target, weight, last_seen)
+on conflict (user_id, source, target, relation_type) do update
+set weight = r.weight + excluded.weight, last_seen = greatest(r.last_seen, excluded.last_seen)
+
+-- name: suggestions_upsert
+-- A dismissed suggestion is never reopened nor changed; created_at stays the first trigger's time.
+insert into public.suggestions as s
+  (user_id, suggestion_key, trigger, tools_involved, suggested_integration, sample_code, reasoning,
+   actual_files, confidence, created_at)
+select x.user_id, x.suggestion_key, x.trigger, x.tools_involved, x.suggested_integration,
+       x.sample_code, x.reasoning, x.actual_files, x.confidence, x.created_at
+from jsonb_to_recordset($1::jsonb) as x(
+  user_id uuid, suggestion_key text, trigger text, tools_involved text[], suggested_integration text,
+  sample_code text, reasoning text, actual_files text[], confidence double precision,
+  created_at timestamptz)
+on conflict (user_id, suggestion_key) do update
+set trigger = excluded.trigger,
+    tools_involved = excluded.tools_involved,
+    suggested_integration = excluded.suggested_integration,
+    sample_code = excluded.sample_code,
+    reasoning = excluded.reasoning,
+    actual_files = excluded.actual_files,
+    confidence = excluded.confidence
+where not s.is_dismissed
+
+-- name: app_state_load
+-- The previous analyzed event per user, and the current weights of the known connector pairs.
+select u.user_id, s.last_app, s.last_at, w.sources, w.targets, w.weights
+from unnest($1::uuid[]) as u(user_id)
+left join floyo_pipeline.app_workflow_state s on s.user_id = u.user_id
+left join lateral (
+  select array_agg(r.source) as sources, array_agg(r.target) as targets, array_agg(r.weight) as weights
+  from public.relationships r
+  join unnest($2::text[], $3::text[]) as k(source, target) on r.source = k.source and r.target = k.target
+  where r.user_id = u.user_id and r.relation_type = 'app_transition'
+) w on true
+
+-- name: app_state_save
+insert into floyo_pipeline.app_workflow_state as s (user_id, last_app, last_at)
+select x.user_id, x.last_app, x.last_at
+from unnest($1::uuid[], $2::text[], $3::timestamptz[]) as x(user_id, last_app, last_at)
+on conflict (user_id) do update set last_app = excluded.last_app, last_at = excluded.last_at
+
+-- name: duration_windows_load
+select w.user_id, w.app_id, w.event_type, w.durations, w.regression_open
+from floyo_pipeline.duration_windows w
+join unnest($1::uuid[], $2::text[], $3::text[]) as k(user_id, app_id, event_type)
+  on w.user_id = k.user_id and w.app_id = k.app_id and w.event_type = k.event_type
+
+-- name: duration_windows_save
+insert into floyo_pipeline.duration_windows as w
+  (user_id, app_id, event_type, durations, regression_open, last_at)
+select x.user_id, x.app_id, x.event_type, string_to_array(x.durations, ',')::integer[],
+       x.regression_open, x.last_at
+from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::boolean[], $6::timestamptz[])
+  as x(user_id, app_id, event_type, durations, regression_open, last_at)
+on conflict (user_id, app_id, event_type) do update
+set durations = excluded.durations, regression_open = excluded.regression_open,
+    last_at = greatest(w.last_at, excluded.last_at)
+
+-- name: metric_daily_load
+select d.source, d.metric, d.day, d.total, d.samples, d.alert_open
+from floyo_pipeline.metric_daily d
+join unnest($1::text[], $2::text[], $3::date[]) as k(source, metric, day)
+  on d.source = k.source and d.metric = k.metric and d.day = k.day
+
+-- name: metric_daily_save
+insert into floyo_pipeline.metric_daily as d (source, metric, day, total, samples, alert_open)
+select x.source, x.metric, x.day, x.total, x.samples, x.alert_open
+from unnest($1::text[], $2::text[], $3::date[], $4::float8[], $5::bigint[], $6::boolean[])
+  as x(source, metric, day, total, samples, alert_open)
+on conflict (source, metric, day) do update
+set total = excluded.total, samples = excluded.samples, alert_open = excluded.alert_open
+
+-- name: insights_upsert
+-- first_seen stays the time the insight was first raised; a resolved insight keeps the severity it had
+-- while open; the rest follows the latest evaluation.
+insert into public.insights as i
+  (user_id, kind, severity, status, title, body, evidence, fingerprint, first_seen, last_seen)
+select x.user_id, x.kind, x.severity, x.status, x.title, x.body, x.evidence, x.fingerprint,
+       x.first_seen, x.last_seen
+from jsonb_to_recordset($1::jsonb) as x(
+  user_id uuid, kind text, severity text, status text, title text, body text, evidence jsonb,
+  fingerprint text, first_seen timestamptz, last_seen timestamptz)
+on conflict (fingerprint) do update
+set severity = case when excluded.status = 'resolved' then i.severity else excluded.severity end,
+    status = excluded.status,
+    title = excluded.title,
+    body = excluded.body,
+    evidence = excluded.evidence,
+    last_seen = greatest(i.last_seen, excluded.last_seen)

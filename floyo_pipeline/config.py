@@ -9,6 +9,8 @@ from typing import Any
 from pydantic import Field, HttpUrl, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from floyo_pipeline.schedule import parse_schedule
+
 
 class Wakeup(StrEnum):
     NOTIFY = "notify"
@@ -64,6 +66,11 @@ class Settings(BaseSettings):
         if value is not None and not value.get_secret_value().startswith(("postgres://", "postgresql://")):
             raise ValueError("must be a postgres:// or postgresql:// connection string")
         return value
+
+    @field_validator("retention_schedule", "metrics_snapshot_schedule")
+    @classmethod
+    def _valid_schedule(cls, value: str) -> str:
+        return parse_schedule(value).text
 
     @model_validator(mode="after")
     def _realtime_needs_supabase(self) -> Settings:

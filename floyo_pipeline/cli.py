@@ -15,6 +15,7 @@ from floyo_pipeline.composition import CompositionError, build_components, build
 from floyo_pipeline.config import ConfigError, Settings, load_settings
 from floyo_pipeline.database import database_target
 from floyo_pipeline.db import connect
+from floyo_pipeline.http import cmd_healthcheck
 from floyo_pipeline.logs import configure_logging, get_logger
 from floyo_pipeline.migrations import MigrationError, migrate
 from floyo_pipeline.operations import (
@@ -264,7 +265,7 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], Coroutine[Any, Any,
     "status": cmd_status,
     "replay": cmd_replay,
     "dead-letters": cmd_dead_letters,
-    "healthcheck": cmd_not_yet,
+    "healthcheck": cmd_healthcheck,
     "demo": cmd_not_yet,
     "retention": cmd_not_yet,
 }

@@ -9,6 +9,8 @@ import consumers
 from floyo_pipeline.api import Consumer
 from floyo_pipeline.config import Settings, Wakeup
 from floyo_pipeline.engine.wakeups import NotifySource, WakeupSource
+from floyo_pipeline.http import http_component
+from floyo_pipeline.jobs import scheduler_component
 from floyo_pipeline.service import Component
 
 DEFAULT_CONSUMERS = "consumers:all_consumers"
@@ -43,4 +45,4 @@ def build_sources(settings: Settings, url: str) -> list[WakeupSource]:
 
 def build_components(settings: Settings) -> list[tuple[str, Component]]:
     """Long-running parts beside the engine: the HTTP port and the scheduled jobs."""
-    return []
+    return [("http", http_component(settings)), ("jobs", scheduler_component(settings))]

@@ -2,24 +2,70 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Iterable, MutableMapping
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import structlog
 
 _SECRET_KEYS = frozenset({"password", "database_url", "supabase_service_role_key", "apikey", "token"})
+REDACTED = "**********"
+# Shorter values would blank out ordinary words in every line; such a secret is no secret anyway.
+_MIN_SECRET_LENGTH = 4
+_secrets: set[str] = set()
+
+
+def secret_values(environ: MutableMapping[str, str] | None = None) -> set[str]:
+    """The secrets the process was given: DATABASE_URL's password, the Supabase service role key."""
+    env = os.environ if environ is None else environ
+    found: set[str] = set()
+    url = env.get("DATABASE_URL")
+    if url:
+        try:
+            password = urlsplit(url).password
+        except ValueError:
+            password = None
+        if password:
+            found.update({password, unquote(password)})
+    key = env.get("SUPABASE_SERVICE_ROLE_KEY")
+    if key:
+        found.add(key)
+    return {s for s in found if len(s) >= _MIN_SECRET_LENGTH}
+
+
+def register_secrets(values: Iterable[str]) -> None:
+    """Add values that must never be printed (scrubbed from every rendered line and from `scrub`)."""
+    for value in values:
+        if len(value) >= _MIN_SECRET_LENGTH:
+            # Also the JSON-escaped form, which is what appears inside a rendered line.
+            _secrets.update({value, json.dumps(value)[1:-1]})
+
+
+def scrub(text: str) -> str:
+    """`text` with every registered secret replaced (for error texts shown by /readyz and the CLI)."""
+    for secret in sorted(_secrets, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def _scrub_rendered(_: Any, __: str, line: Any) -> Any:
+    return scrub(line) if isinstance(line, str) else line
 
 
 def _drop_secrets(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for key in _SECRET_KEYS & event_dict.keys():
-        event_dict[key] = "**********"
+        event_dict[key] = REDACTED
     return event_dict
 
 
 def configure_logging(fmt: str = "json", level: str = "info") -> None:
     """Configure structlog once for the process; safe to call again (tests)."""
+    register_secrets(secret_values())
     renderer: Any
     if fmt == "console":
         renderer = structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty())
@@ -36,6 +82,8 @@ def configure_logging(fmt: str = "json", level: str = "info") -> None:
                 structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
             ),
             renderer,
+            # Last: whatever a field, message or traceback carried, the rendered line has no secret.
+            _scrub_rendered,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stdout),

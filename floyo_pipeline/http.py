@@ -1,0 +1,297 @@
+"""The one HTTP port: /healthz, /readyz, /status, /metrics, served by hypercorn inside the service's loop.
+
+The server keeps answering through the drain (readiness then says "stopping") and is shut down
+gracefully when the service cancels its components.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
+
+import anyio
+import asyncpg
+from hypercorn.asyncio import serve
+from hypercorn.config import Config
+from prometheus_client.exposition import choose_encoder
+
+from floyo_pipeline import __version__, metrics
+from floyo_pipeline.config import Settings
+from floyo_pipeline.logs import get_logger, scrub
+from floyo_pipeline.operations import status
+from floyo_pipeline.service import Runtime
+
+log = get_logger(__name__)
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+Response = tuple[int, str, bytes]
+
+JSON_TYPE = "application/json"
+DB_CHECK_TIMEOUT_SECONDS = 2.0
+QUERY_TIMEOUT_SECONDS = 10.0
+STOP_TIMEOUT_SECONDS = 5.0
+_ALLOWED = "GET, HEAD"
+_DATABASE_TROUBLE = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
+def _json(code: int, doc: Any) -> Response:
+    return code, JSON_TYPE, (json.dumps(doc, default=str) + "\n").encode()
+
+
+def _error_text(err: BaseException) -> str:
+    """Class and message, secrets scrubbed, bounded (an asyncpg message names roles, never passwords)."""
+    return scrub(f"{type(err).__name__}: {err}" if str(err) else type(err).__name__)[:300]
+
+
+class App:
+    """A small ASGI application over the running service's Runtime."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self._metrics_lock = asyncio.Lock()
+        self.routes: dict[str, Callable[[Scope], Awaitable[Response]]] = {
+            "/healthz": self.healthz,
+            "/readyz": self.readyz,
+            "/status": self.status,
+            "/metrics": self.metrics,
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        handler = self.routes.get(scope["path"])
+        headers: list[tuple[bytes, bytes]] = []
+        if handler is None:
+            code, content_type, body = _json(404, {"error": "not found", "paths": sorted(self.routes)})
+        elif scope["method"] not in ("GET", "HEAD"):
+            code, content_type, body = _json(405, {"error": "method not allowed", "allow": _ALLOWED})
+            headers.append((b"allow", _ALLOWED.encode()))
+        else:
+            try:
+                code, content_type, body = await handler(scope)
+            except Exception as err:
+                log.error("http.error", path=scope["path"], error_class=type(err).__name__)
+                code, content_type, body = _json(500, {"error": type(err).__name__})
+        headers += [
+            (b"content-type", content_type.encode()),
+            (b"content-length", str(len(body)).encode()),
+            (b"cache-control", b"no-store"),
+        ]
+        await send({"type": "http.response.start", "status": code, "headers": headers})
+        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
+
+    @staticmethod
+    async def _lifespan(receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def healthz(self, scope: Scope) -> Response:
+        return _json(200, {"status": "ok", "version": __version__})
+
+    async def _database_check(self) -> str | None:
+        """None when `select 1` answers within the timeout, else the reason."""
+        try:
+            with anyio.fail_after(DB_CHECK_TIMEOUT_SECONDS):
+                async with self.runtime.pool.acquire() as conn:
+                    await conn.fetchval("select 1")
+        except TimeoutError:
+            return f"database unreachable: no answer within {DB_CHECK_TIMEOUT_SECONDS:g}s"
+        except _DATABASE_TROUBLE as err:
+            return f"database unreachable: {_error_text(err)}"
+        return None
+
+    async def readyz(self, scope: Scope) -> Response:
+        rt = self.runtime
+        reasons: list[str] = []
+        if rt.stopping.is_set():
+            reasons.append("service is stopping")
+        db_problem = await self._database_check()
+        if db_problem:
+            reasons.append(db_problem)
+        sources = [
+            {"name": s.health.name, "connected": s.health.connected, "reason": s.health.reason}
+            for s in rt.sources
+        ]
+        poll_up = any(s["name"] == "poll" and s["connected"] for s in sources)
+        hints_down = [s for s in sources if s["name"] != "poll" and not s["connected"]]
+        if not poll_up:
+            reasons.append("wake-up source poll is not running")
+        crash = rt.manager.crash
+        if rt.dead_tasks:
+            reasons.append(f"supervised task(s) died: {', '.join(rt.dead_tasks)}")
+        if crash is not None:
+            reasons.append(f"partition worker crashed: {type(crash).__name__}")
+        doc = {
+            "ready": not reasons,
+            "reasons": reasons,
+            "database": {"reachable": db_problem is None},
+            "wakeup": {
+                # The poll timer is the safety net: with a hint source down, rows still flow, later.
+                "mode": "poll-fallback" if hints_down else "normal",
+                "sources": sources,
+            },
+            "tasks": {
+                "supervised": sorted(rt.task_names),
+                "dead": list(rt.dead_tasks),
+                "worker_crash": type(crash).__name__ if crash is not None else None,
+            },
+            "leases_held": len(rt.manager.held),
+        }
+        return _json(200 if not reasons else 503, doc)
+
+    async def status(self, scope: Scope) -> Response:
+        try:
+            with anyio.fail_after(QUERY_TIMEOUT_SECONDS):
+                async with self.runtime.pool.acquire() as conn:
+                    doc = await status(conn)
+        except (TimeoutError, *_DATABASE_TROUBLE) as err:
+            return _json(503, {"error": f"database unreachable: {_error_text(err)}"})
+        return _json(200, doc)
+
+    async def refresh_gauges(self) -> None:
+        """Set lag and dead-letter gauges from the database (the truth across all replicas)."""
+        with anyio.fail_after(QUERY_TIMEOUT_SECONDS):
+            async with self.runtime.pool.acquire() as conn:
+                doc = await status(conn)
+        metrics.LAG_EVENTS.clear()
+        metrics.LAG_SECONDS.clear()
+        metrics.DEAD_LETTERS.clear()
+        for c in doc["consumers"]:
+            metrics.LAG_EVENTS.labels(c["stream"], c["consumer"]).set(c["lag_rows"])
+            metrics.LAG_SECONDS.labels(c["stream"], c["consumer"]).set(c["lag_seconds"])
+            metrics.DEAD_LETTERS.labels(c["stream"], c["consumer"]).set(0)
+        for d in doc["dead_letters"]:
+            if d["status"] == "open":
+                metrics.DEAD_LETTERS.labels(d["stream"], d["consumer"]).set(d["count"])
+
+    async def metrics(self, scope: Scope) -> Response:
+        accept = ""
+        for name, value in scope.get("headers", ()):
+            if name.lower() == b"accept":
+                accept = value.decode("latin-1")
+        encoder, content_type = choose_encoder(accept)
+        async with self._metrics_lock:
+            try:
+                await self.refresh_gauges()
+            except (TimeoutError, *_DATABASE_TROUBLE) as err:
+                # Stale lag would look healthy: drop the series so absent()/staleness alerts fire.
+                metrics.LAG_EVENTS.clear()
+                metrics.LAG_SECONDS.clear()
+                metrics.DEAD_LETTERS.clear()
+                log.warning("http.metrics_refresh_failed", error_class=type(err).__name__)
+            body = encoder(metrics.REGISTRY)
+        return 200, content_type, body
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        # Listening now, so a client that read the port from `http.listening` queues instead of being
+        # refused while hypercorn is still starting.
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class HttpServer:
+    """The HTTP port as a service Component; `port` is the bound port once `listening` is set."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.port: int | None = None
+        self.listening = asyncio.Event()
+
+    def _config(self, fd: int) -> Config:
+        config = Config()
+        config.bind = [f"fd://{fd}"]
+        config.accesslog = None
+        # Hypercorn's own warnings go to stderr through logging; stdout stays one JSON object per line.
+        config.errorlog = logging.getLogger("hypercorn.error")
+        config.graceful_timeout = STOP_TIMEOUT_SECONDS
+        config.include_server_header = False
+        return config
+
+    async def __call__(self, runtime: Runtime) -> None:
+        sock = _bind(self.settings.http_host, self.settings.http_port)
+        self.port = int(sock.getsockname()[1])
+        config = self._config(sock.detach())  # hypercorn owns the descriptor from here on
+        shutdown = asyncio.Event()
+        server = asyncio.create_task(
+            serve(cast(Any, App(runtime)), config, shutdown_trigger=shutdown.wait), name="http.server"
+        )
+        log.info("http.listening", host=self.settings.http_host, port=self.port)
+        self.listening.set()
+        try:
+            # Shielded: the service's cancellation must reach us, not hypercorn, which then stops cleanly.
+            await asyncio.shield(server)
+        finally:
+            shutdown.set()
+            with anyio.CancelScope(shield=True), anyio.move_on_after(STOP_TIMEOUT_SECONDS + 1):
+                await asyncio.wait({server})
+            if not server.done():
+                server.cancel()
+            log.info("http.stopped", port=self.port)
+
+
+def probe_host(settings: Settings) -> str:
+    """Where `healthcheck` looks: loopback unless the port is bound to one specific address."""
+    host = settings.http_host
+    if host in ("", "0.0.0.0", "::", "127.0.0.1", "localhost"):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
+def fetch_readiness(settings: Settings, timeout: float = 5.0) -> tuple[bool, str]:
+    """GET /readyz of the running service: (ready, one line saying why)."""
+    import urllib.error
+    import urllib.request
+
+    if settings.http_port == 0:
+        return False, "FLOYO_HTTP_PORT is 0 (an ephemeral port): there is no known port to probe"
+    url = f"http://{probe_host(settings)}:{settings.http_port}/readyz"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            body = response.read()
+            code = response.status
+    except urllib.error.HTTPError as err:
+        body, code = err.read(), err.code
+    except (OSError, TimeoutError) as err:
+        return False, f"not ready: {url}: {type(err).__name__}: {err}"
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return False, f"not ready: {url} answered {code} with a body that is not JSON"
+    if code == 200 and doc.get("ready") is True:
+        return True, f"ready ({url})"
+    reasons = doc.get("reasons") or [f"HTTP {code}"]
+    return False, "not ready: " + "; ".join(str(r) for r in reasons)
+
+
+async def cmd_healthcheck(settings: Settings, args: Any) -> int:
+    """`floyo-pipeline healthcheck`: exit 0 when /readyz says ready, 1 otherwise (with the reason)."""
+    ready, line = await asyncio.to_thread(fetch_readiness, settings)
+    print(line, flush=True)
+    return 0 if ready else 1
+
+
+def http_component(settings: Settings) -> HttpServer:
+    return HttpServer(settings)

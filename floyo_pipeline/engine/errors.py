@@ -17,9 +17,12 @@ def is_transient(err: BaseException) -> bool:
     if isinstance(err, asyncpg.PostgresError):
         state = getattr(err, "sqlstate", None) or ""
         return state.startswith(_TRANSIENT_SQLSTATE_PREFIXES)
+    # asyncpg raises InternalClientError ("cannot switch to state ...") when the server ends a
+    # connection while an operation is starting on it (pg_terminate_backend, pooler restart).
     return isinstance(
         err,
-        asyncpg.InterfaceError
+        asyncpg.InternalClientError
+        | asyncpg.InterfaceError
         | asyncpg.exceptions.ConnectionDoesNotExistError
         | ConnectionError
         | OSError

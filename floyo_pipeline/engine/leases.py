@@ -16,6 +16,7 @@ import asyncpg
 from floyo_pipeline import metrics
 from floyo_pipeline.api import Consumer
 from floyo_pipeline.engine.batch import BatchRunner, Lease, RetryPolicy
+from floyo_pipeline.engine.errors import is_transient
 from floyo_pipeline.engine.wakeups import WakeHub
 from floyo_pipeline.engine.worker import PartitionWorker
 from floyo_pipeline.logs import get_logger
@@ -79,7 +80,14 @@ class LeaseManager:
         """Keep leases balanced until `stopping` is set; then drain and release."""
         try:
             while not stopping.is_set():
-                await self.tick()
+                try:
+                    await self.tick()
+                except Exception as err:
+                    # A database outage must not kill the replica: leases simply expire (workers are
+                    # fenced at commit) and are claimed again once the database answers.
+                    if not is_transient(err):
+                        raise
+                    log.warning("lease.tick_failed", error_class=type(err).__name__)
                 if self.crash is not None:
                     raise WorkerCrashed(str(self.crash)) from self.crash
                 self._changed.clear()

@@ -134,7 +134,17 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--all", action="store_true", help="list: include retried and discarded ones")
     d.add_argument("--json", action="store_true", help="list: print JSON")
     command("healthcheck", "exit 0 when the running service's /readyz says ready, 1 otherwise")
-    command("demo", "embedded Postgres, a synthetic telemetry feed and the service, with a line per batch")
+    demo_parser = command(
+        "demo", "embedded Postgres, a synthetic telemetry feed and the service, a line per batch"
+    )
+    demo_parser.add_argument("--users", type=int, default=5, help="synthetic users to feed (default 5)")
+    demo_parser.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="stop by itself after this long (default: run until Ctrl-C)",
+    )
     t = command("retention", "delete telemetry and outputs older than each user's data_retention_days")
     t.add_argument("--dry-run", action="store_true", help="print what would be deleted, delete nothing")
     return parser
@@ -253,6 +263,19 @@ async def cmd_dead_letters(settings: Settings, args: argparse.Namespace) -> int:
             await conn.close()
 
 
+async def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from floyo_pipeline.demo import demo
+
+    return await demo(
+        settings,
+        build_consumers(settings.consumers),
+        build_sources,
+        build_components(settings),
+        args.users,
+        args.duration,
+    )
+
+
 async def cmd_not_yet(settings: Settings, args: argparse.Namespace) -> int:
     print(f"floyo-pipeline {args.command}: not implemented yet", file=sys.stderr)
     return 3
@@ -266,7 +289,7 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], Coroutine[Any, Any,
     "replay": cmd_replay,
     "dead-letters": cmd_dead_letters,
     "healthcheck": cmd_healthcheck,
-    "demo": cmd_not_yet,
+    "demo": cmd_demo,
     "retention": cmd_not_yet,
 }
 

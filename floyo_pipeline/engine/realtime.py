@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Mapping
 from functools import partial
 from typing import Any, NoReturn
@@ -35,6 +36,20 @@ SCHEMA = "public"
 CHANNEL_PREFIX = "floyo_pipeline:"
 POSTGRES_READY = "Subscribed to PostgreSQL"
 _REDACTED = "**********"
+
+
+class _UnparsedFrameFilter(logging.Filter):
+    """The client logs every frame it cannot parse verbatim, and a frame can carry row data: log a
+    warning without the content instead (G9: no raw telemetry in logs)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if str(record.msg).startswith("Unrecognized message format"):
+            log.warning("source.malformed_message", source=SOURCE)
+            return False
+        return True
+
+
+_UNPARSED_FRAME_FILTER = _UnparsedFrameFilter()
 
 
 def realtime_url(supabase_url: str) -> str:
@@ -148,6 +163,9 @@ class RealtimeSource:
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self.health = SourceHealth(SOURCE)
+        client_logger = logging.getLogger("realtime._async.client")
+        if _UNPARSED_FRAME_FILTER not in client_logger.filters:
+            client_logger.addFilter(_UNPARSED_FRAME_FILTER)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RealtimeSource:

@@ -25,7 +25,18 @@ from floyo_pipeline.rows import STREAM_MODELS, TABLE_MODELS, TableRow
 
 PUBLICATION = "supabase_realtime"
 PRIVATE_SCHEMA = "floyo_pipeline"
-PRIVATE_TABLES = ("streams", "checkpoints", "replicas", "dead_letters")
+# The service's bookkeeping (engine, analyzer state, scheduled jobs); never exposed to the API roles.
+PRIVATE_TABLES = (
+    "streams",
+    "checkpoints",
+    "replicas",
+    "dead_letters",
+    "file_pattern_state",
+    "app_workflow_state",
+    "duration_windows",
+    "metric_daily",
+    "job_runs",
+)
 NOTIFY_FUNCTION = "floyo_pipeline.notify_stream_insert"
 USER_ROLES = ("anon", "authenticated")
 WORKER_ROLE = "floyo_pipeline_worker"

@@ -15,13 +15,14 @@ from typing import Any
 
 import pytest
 
-from floyo_pipeline.api import Consumer
+from floyo_pipeline.api import Batch, BatchContext, Consumer, TelemetryEvent
 from floyo_pipeline.config import load_settings
 from floyo_pipeline.engine.wakeups import NotifySource, WakeupSource
 from floyo_pipeline.http import HttpServer
 from floyo_pipeline.jobs import Scheduler, build_jobs
 from floyo_pipeline.service import Component, run_service
 from tests.service import FAST_RETRY
+from tests.support_consumers import EffectRecorder
 
 
 @dataclass
@@ -113,3 +114,19 @@ def require_binary(name: str) -> str:
             pytest.skip(f"{name} is not installed (FLOYO_ALLOW_SKIP_PROMETHEUS=1)")
         pytest.fail(f"{name} is not installed: apt-get install prometheus (see .ci/run)")
     return path
+
+
+class LeakyConsumer(EffectRecorder):
+    """Fails on app_id 'poison' with an error that quotes the row's payload (which must stay out of logs)."""
+
+    async def handle(self, batch: Batch[Any], ctx: BatchContext) -> None:
+        rows: list[TelemetryEvent] = list(batch.rows)
+        for row in rows:
+            if row.app_id == "poison":
+                raise ValueError(f"cannot use {row.file_path} with {row.metadata}")
+        await super().handle(batch, ctx)
+
+
+def leaky_recorders() -> list[Consumer]:
+    """Factory for FLOYO_CONSUMERS=tests.support_ops:leaky_recorders."""
+    return [LeakyConsumer("recorder")]

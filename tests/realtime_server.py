@@ -7,6 +7,8 @@ which it delivers `postgres_changes` INSERT events; heartbeats, `access_token` a
 answered. Rows come from a real Postgres: LISTEN on the streams' NOTIFY channel, then each new row is
 fetched and sent to every channel listening to its table. Like the real server, rows inserted before
 a channel is "Subscribed to PostgreSQL" are never delivered to it (no replay).
+Rows are picked up by `id > last seen id`, enough for tests that insert from one session at a
+time (a smaller id committing after a larger one would be skipped; the real server reads the WAL).
 
 Test controls: `drop_all()`, `refusing` (reject the HTTP upgrade), `accepted_tokens`,
 `subscribed_gate` / `subscribed_delay`, `send_raw()`, `send_unknown_table()`; counters in `stats`.

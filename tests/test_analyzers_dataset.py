@@ -1,0 +1,182 @@
+"""Generated datasets through all analyzers: determinism (batch size, replay) and planted behaviour."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import asyncpg
+
+from consumers import all_consumers
+from floyo_pipeline.operations import replay
+from tests.analyzer_support import (
+    OUTPUT_TABLES,
+    STATE_TABLES,
+    T0,
+    Ev,
+    consenting_users,
+    dead_letters,
+    insert_metrics,
+    insert_rows,
+    process,
+    snapshot,
+)
+from tests.pg import TestDatabase
+
+NOISE_APPS = ("chrome", "terminal", "excel", "figma")
+NOISE_EXTENSIONS = ("txt", "png", "docx", "")
+
+
+@dataclass
+class Plan:
+    heavy_py: set[uuid.UUID] = field(default_factory=set)
+    habit: set[uuid.UUID] = field(default_factory=set)
+    slowdown: set[uuid.UUID] = field(default_factory=set)
+    rows: list[Ev] = field(default_factory=list)
+
+
+def generate(users: list[uuid.UUID], seed: int, planted_share: float = 0.2) -> Plan:
+    """Per user a timeline of noise (random apps, non-catalog files, at most two .md files, stable
+    durations within 3 %), with planted behaviour for some: 3-8 .py files, 5-8 vscode->slack switches
+    within a minute, or one action 30 % slower in its last 20 runs."""
+    rng = random.Random(seed)
+    plan = Plan()
+    for user in users:
+        t = rng.uniform(0, 3600)
+        timeline: list[Ev] = []
+
+        def add(
+            app: str, event_type: str, path: str | None = None, duration: int | None = None, gap: int = 0
+        ) -> None:
+            nonlocal t
+            t += gap or rng.choice((5, 12, 25, 40, 90, 400))
+            timeline.append(Ev(user, t, app, event_type, path, duration))  # noqa: B023
+
+        blocks: list[str] = ["noise"] * rng.randint(4, 8)
+        if rng.random() < planted_share:
+            plan.heavy_py.add(user)
+            blocks += ["py"] * rng.randint(3, 8)
+        if rng.random() < planted_share:
+            plan.habit.add(user)
+            blocks += ["habit"] * rng.randint(5, 8)
+        rng.shuffle(blocks)
+        md_left = rng.randint(0, 2)
+        for block in blocks:
+            if block == "py":
+                add(
+                    "vscode",
+                    rng.choice(("file_opened", "file_modified")),
+                    f"/proj/src/m{rng.randint(0, 5)}.py",
+                )
+            elif block == "habit":
+                add("vscode", "app_focused")
+                add("slack", "app_focused", gap=rng.randint(5, 60))
+            else:
+                for _ in range(rng.randint(1, 4)):
+                    ext = rng.choice(NOISE_EXTENSIONS)
+                    if md_left and rng.random() < 0.2:
+                        md_left -= 1
+                        ext = "md"
+                    name = f"/docs/v1.{rng.randint(0, 9)}/file{rng.randint(0, 20)}"
+                    name += f".{ext}" if ext else ""
+                    add(rng.choice(NOISE_APPS), "file_opened", name)
+                    add(rng.choice(NOISE_APPS), "app_focused")
+        base = rng.randint(100, 2000)
+        slow = rng.random() < planted_share
+        if slow:
+            plan.slowdown.add(user)
+        older = rng.randint(20, 30)
+        for i in range(older + 20):
+            factor = 1.3 if slow and i >= older else 1.0
+            add("terminal", "action_completed", duration=round(base * factor * rng.uniform(0.97, 1.03)))
+        plan.rows += timeline
+    plan.rows.sort(key=lambda r: (r.occurred_at, str(r.user)))
+    return plan
+
+
+def metrics_rows(seed: int) -> list[tuple[object, str, dict[str, object]]]:
+    rng = random.Random(seed)
+    rows: list[tuple[object, str, dict[str, object]]] = []
+    for day in range(5):
+        for hour in range(0, 24, 3):
+            ts = T0 + timedelta(days=day, hours=hour)
+            rows.append((ts, "supabase", {"latencyMs": rng.uniform(150, 260)}))
+            rows.append((ts, "vercel", {"lcp": rng.uniform(1800, 2600), "cls": 0.05}))
+            rows.append((ts, "ci", {"queueLength": rng.randint(0, 7)}))
+            rows.append((ts, "expo", {"bundleMB": rng.uniform(28, 32)}))
+    rng.shuffle(rows)
+    return rows
+
+
+async def reset_outputs(admin: asyncpg.Connection) -> None:
+    tables = [f"public.{t}" for t in OUTPUT_TABLES] + [f"floyo_pipeline.{t}" for t in STATE_TABLES]
+    await admin.execute(f"truncate {', '.join(tables)}")
+    for consumer in all_consumers():
+        await replay(admin, consumer.name, None, force=False)
+
+
+async def state_snapshot(admin: asyncpg.Connection) -> dict[str, list[tuple[object, ...]]]:
+    return {
+        t: sorted((tuple(r) for r in await admin.fetch(f"select * from floyo_pipeline.{t}")), key=repr)
+        for t in STATE_TABLES
+    }
+
+
+async def test_same_output_for_any_batch_size_and_after_replay(
+    database: TestDatabase, admin: asyncpg.Connection
+) -> None:
+    users = await consenting_users(admin, 6)
+    plan = generate(users, seed=7, planted_share=0.5)
+    await insert_rows(admin, plan.rows)
+    await insert_metrics(admin, metrics_rows(seed=7))  # type: ignore[arg-type]
+
+    await process(database, admin, batch_size=1, timeout=120)
+    one = await snapshot(admin)
+    one_state = await state_snapshot(admin)
+    assert all(one[t] for t in OUTPUT_TABLES), {t: len(one[t]) for t in OUTPUT_TABLES}
+    assert {r["status"] for r in one["insights"]} == {"open", "resolved"}
+
+    await reset_outputs(admin)
+    await process(database, admin, batch_size=1000)
+    assert await snapshot(admin) == one
+    assert await state_snapshot(admin) == one_state
+
+    await reset_outputs(admin)
+    await process(database, admin, batch_size=37)
+    assert await snapshot(admin) == one
+    assert await state_snapshot(admin) == one_state
+    assert await dead_letters(admin) == []
+
+
+async def test_planted_behaviour_is_found_and_stable_series_stay_quiet(
+    database: TestDatabase, admin: asyncpg.Connection
+) -> None:
+    users = await consenting_users(admin, 300)
+    plan = generate(users, seed=2026)
+    assert plan.heavy_py and plan.habit and plan.slowdown
+    await insert_rows(admin, plan.rows)
+    await process(database, admin, timeout=120)
+    out = await snapshot(admin)
+    suggestions = {(r["user_id"], r["suggestion_key"]) for r in out["suggestions"]}
+    assert suggestions == {(u, "file_extension:py") for u in plan.heavy_py} | {
+        (u, "app_transition:vscode->slack") for u in plan.habit
+    }
+    for row in out["suggestions"]:
+        if row["suggestion_key"] == "file_extension:py":
+            assert 0.3 <= row["confidence"] <= 0.8
+            assert 1 <= len(row["actual_files"]) <= 3
+    regressions = {r["user_id"]: r for r in out["insights"] if r["kind"] == "performance_regression"}
+    assert set(regressions) == plan.slowdown
+    for row in regressions.values():
+        assert (row["status"], row["severity"]) == ("open", "warning")
+        assert 0.2 < row["evidence"]["change"] < 0.4
+    assert len(out["insights"]) == len(regressions)
+    habits = {
+        r["user_id"]
+        for r in out["relationships"]
+        if (r["source"], r["target"], r["relation_type"]) == ("vscode", "slack", "app_transition")
+    }
+    assert habits == plan.habit
+    assert await dead_letters(admin) == []

@@ -26,6 +26,7 @@ from floyo_pipeline.operations import (
     retry_dead_letter,
     status,
 )
+from floyo_pipeline.retention import cmd_retention
 from floyo_pipeline.schema_check import cmd_validate_schema
 from floyo_pipeline.service import StartupError, run_service
 
@@ -290,7 +291,7 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], Coroutine[Any, Any,
     "dead-letters": cmd_dead_letters,
     "healthcheck": cmd_healthcheck,
     "demo": cmd_demo,
-    "retention": cmd_not_yet,
+    "retention": cmd_retention,
 }
 
 

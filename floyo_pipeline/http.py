@@ -23,6 +23,7 @@ from floyo_pipeline import __version__, metrics
 from floyo_pipeline.config import Settings
 from floyo_pipeline.logs import get_logger, scrub
 from floyo_pipeline.operations import status
+from floyo_pipeline.queries import Q
 from floyo_pipeline.service import Runtime
 
 log = get_logger(__name__)
@@ -163,10 +164,13 @@ class App:
         return _json(200, doc)
 
     async def refresh_gauges(self) -> None:
-        """Set lag and dead-letter gauges from the database (the truth across all replicas)."""
+        """Set lag, dead-letter and job gauges from the database (the truth across all replicas)."""
         with anyio.fail_after(QUERY_TIMEOUT_SECONDS):
             async with self.runtime.pool.acquire() as conn:
                 doc = await status(conn)
+                jobs = await conn.fetch(Q["job_last_success"])
+        for job in jobs:
+            metrics.JOB_LAST_SUCCESS.labels(job["job"]).set(job["finished"])
         metrics.LAG_EVENTS.clear()
         metrics.LAG_SECONDS.clear()
         metrics.DEAD_LETTERS.clear()
@@ -202,6 +206,9 @@ def _bind(host: str, port: int) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6 and host == "::":
+            # Both stacks on "::": the healthcheck probes 127.0.0.1, Fly's private network is IPv6.
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         sock.bind((host, port))
         # Listening now, so a client that read the port from `http.listening` queues instead of being
         # refused while hypercorn is still starting.

@@ -69,13 +69,14 @@ JOB_RUNS = Counter(
     "floyo_pipeline_job_runs",
     "Scheduled job attempts on this replica, by outcome (done, failed, or skipped: another replica "
     "claimed the period).",
-    ["job", "outcome"],
+    # Not "job": Prometheus attaches its own `job` target label.
+    ["scheduled_job", "outcome"],
     registry=REGISTRY,
 )
 JOB_LAST_SUCCESS = Gauge(
     "floyo_pipeline_job_last_success_timestamp_seconds",
-    "Unix time this replica last finished a scheduled job successfully.",
-    ["job"],
+    "Unix time a scheduled job last finished successfully on any replica (from job_runs at scrape time).",
+    ["scheduled_job"],
     registry=REGISTRY,
 )
 BUILD_INFO = Info("floyo_pipeline_build", "Build information.", registry=REGISTRY)

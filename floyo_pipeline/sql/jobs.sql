@@ -31,3 +31,9 @@ limit 1
 
 -- name: snapshot_insert
 insert into public.metrics_log (ts, source, metric) values ($1, 'pipeline', $2::jsonb) returning id
+
+-- name: job_last_success
+select job, extract(epoch from max(finished_at))::float8 as finished
+from floyo_pipeline.job_runs
+where status = 'done'
+group by job

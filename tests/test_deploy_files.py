@@ -1,0 +1,164 @@
+"""Static checks of the deployment files: fly.toml, the Dockerfile, .dockerignore, the alert rules."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from floyo_pipeline.cli import COMMANDS, build_parser
+from floyo_pipeline.config import Settings
+from tests.support_ops import require_binary
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def subcommands() -> set[str]:
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return set(sub.choices)
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) per instruction, continuation lines joined, comments dropped."""
+    text = (ROOT / "Dockerfile").read_text()
+    joined = text.replace("\\\n", " ")
+    out = []
+    for line in joined.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        word, _, rest = line.partition(" ")
+        out.append((word.upper(), rest.strip()))
+    return out
+
+
+def exec_form(args: str) -> list[str]:
+    value = json.loads(args)
+    assert isinstance(value, list) and all(isinstance(v, str) for v in value), args
+    return value
+
+
+def test_fly_toml_is_an_always_on_worker_with_checks_and_metrics() -> None:
+    fly = tomllib.loads((ROOT / "fly.toml").read_text())
+    assert fly["kill_signal"] == "SIGTERM"
+    grace = Settings.model_fields["shutdown_grace_seconds"].default
+    assert grace == 25
+    # Fly must not SIGKILL inside the drain; a few seconds of margin for pool and port closing.
+    assert grace < fly["kill_timeout"] <= grace + 10
+    assert fly["kill_timeout"] == 30
+    assert "http_service" not in fly and "services" not in fly  # nothing public
+    port = Settings.model_fields["http_port"].default
+    assert fly["metrics"] == {"port": port, "path": "/metrics"}
+    checks = list(fly["checks"].values())
+    assert any(c["type"] == "http" and c["path"] == "/readyz" and c["port"] == port for c in checks)
+    (restart,) = fly["restart"]
+    assert restart["policy"] in {"always", "on-failure"}
+    env = fly["env"]
+    assert env["FLOYO_HTTP_PORT"] == str(port)
+    assert env["FLOYO_SHUTDOWN_GRACE_SECONDS"] == str(int(grace))
+    for secret in ("DATABASE_URL", "SUPABASE_URL", "SUPABASE_SERVICE_ROLE_KEY"):
+        assert secret not in env
+    assert fly["deploy"]["release_command"] == "floyo-pipeline migrate"
+    assert shlex.split(fly["deploy"]["release_command"])[1] in subcommands()
+    text = (ROOT / "fly.toml").read_text()
+    assert "fly secrets set DATABASE_URL=" in text and "SUPABASE_SERVICE_ROLE_KEY=" in text
+    # Every [env] value is a valid setting (a typo would only show at deploy time).
+    Settings(**{k.removeprefix("FLOYO_").lower(): v for k, v in env.items() if k.startswith("FLOYO_")})
+
+
+def test_dockerfile_is_multi_stage_non_root_and_runs_a_real_subcommand() -> None:
+    steps = dockerfile_instructions()
+    froms = [args for word, args in steps if word == "FROM"]
+    assert len(froms) >= 2 and all(f.startswith("python:3.11-slim") for f in froms)
+    final_stage = steps[max(i for i, (word, _) in enumerate(steps) if word == "FROM") :]
+    users = [args for word, args in final_stage if word == "USER"]
+    assert users, "the final stage sets no USER (it would run as root)"
+    user = users[-1].split(":")[0]
+    assert user not in {"root", "0", ""}
+    assert any(word == "RUN" and "useradd" in args and user in args for word, args in final_stage)
+
+    (cmd,) = [exec_form(args) for word, args in final_stage if word == "CMD"]
+    assert cmd[0] == "floyo-pipeline" and cmd[1] in subcommands() and cmd[1] in COMMANDS
+    assert cmd[1] == "run"
+    (health,) = [args for word, args in final_stage if word == "HEALTHCHECK"]
+    health_cmd = exec_form(health.split("CMD", 1)[1].strip())
+    assert health_cmd == ["floyo-pipeline", "healthcheck"] and "healthcheck" in subcommands()
+    assert any(word == "COPY" and args.split()[0] == "supabase" for word, args in final_stage)
+
+    # No secret baked in: not as ENV/ARG, not as a value anywhere.
+    for word, args in steps:
+        if word in {"ENV", "ARG"}:
+            for secret in ("DATABASE_URL", "SUPABASE_URL", "SUPABASE_SERVICE_ROLE_KEY", "PASSWORD"):
+                assert secret not in args.upper(), args
+
+
+def test_dockerignore_keeps_local_state_and_secrets_out() -> None:
+    ignored = {
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    assert {".git", ".venv", ".floyo", ".env", "tests"} <= ignored
+    assert not ignored & {"supabase", "floyo_pipeline", "consumers", "pyproject.toml", "README.md"}
+
+
+def test_alert_rules_pass_promtool() -> None:
+    promtool = require_binary("promtool")
+    result = subprocess.run(
+        [promtool, "check", "rules", str(ROOT / "docs" / "prometheus-alerts.yml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_grafana_dashboard_queries_only_metrics_the_service_exports() -> None:
+    dashboard = json.loads((ROOT / "docs" / "grafana-dashboard.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    assert exprs
+    from floyo_pipeline.metrics import REGISTRY
+
+    families = list(REGISTRY.collect())
+    exported = {m.name for m in families} | {
+        f"{m.name}_{suffix}" for m in families for suffix in ("bucket", "sum", "count", "total", "info")
+    }
+    for expr in exprs:
+        for token in expr.replace("(", " ").replace(")", " ").replace("{", " ").replace("[", " ").split():
+            if token.startswith("floyo_pipeline_"):
+                assert token in exported, (token, expr)
+
+
+def test_grafana_queries_are_valid_promql(tmp_path: Path) -> None:
+    promtool = require_binary("promtool")
+    dashboard = json.loads((ROOT / "docs" / "grafana-dashboard.json").read_text())
+    exprs = [t["expr"].replace("$__rate_interval", "5m") for p in dashboard["panels"] for t in p["targets"]]
+    rules = {
+        "groups": [
+            {"name": "dashboard", "rules": [{"record": f"panel:{i}", "expr": e} for i, e in enumerate(exprs)]}
+        ]
+    }
+    path = tmp_path / "rules.yml"
+    path.write_text(json.dumps(rules))  # JSON is YAML
+    result = subprocess.run(
+        [promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_missing_prometheus_binaries_fail_unless_skipping_is_allowed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.delenv("FLOYO_ALLOW_SKIP_PROMETHEUS", raising=False)
+    with pytest.raises(pytest.fail.Exception):
+        require_binary("promtool")
+    monkeypatch.setenv("FLOYO_ALLOW_SKIP_PROMETHEUS", "1")
+    with pytest.raises(pytest.skip.Exception):
+        require_binary("promtool")

@@ -59,11 +59,14 @@ class FileEffects:
     suggestions: list[Suggestion] = field(default_factory=list)
 
 
-def _remember(recent: list[str], path: str) -> list[str]:
-    """Most recent first, distinct, at most ACTUAL_FILES_SHOWN."""
+def _remember(recent: list[str], path: str) -> None:
+    """Keep `recent` most recent first, distinct, at most ACTUAL_FILES_SHOWN (in place)."""
     if recent and recent[0] == path:
-        return recent
-    return [path, *(p for p in recent if p != path)][: settings.ACTUAL_FILES_SHOWN]
+        return
+    if path in recent:
+        recent.remove(path)
+    recent.insert(0, path)
+    del recent[settings.ACTUAL_FILES_SHOWN :]
 
 
 def suggestion_for(
@@ -99,6 +102,7 @@ def analyze_files(
     running: dict[tuple[UUID, str], int] = {}
     triggered_at: dict[tuple[UUID, str], datetime] = {}
     first_at: dict[tuple[UUID, str], datetime] = {}
+    extensions: dict[str, str | None] = {}
     for row in rows:
         path = row.file_path
         if not path:
@@ -122,7 +126,9 @@ def analyze_files(
         else:
             state.last_path, state.last_at = path, at
         fx.states[user] = state
-        ext = extension_of(path)
+        ext = extensions.get(path, "")
+        if ext == "":
+            ext = extensions[path] = extension_of(path)
         if ext is None:
             continue
         key = (user, ext)
@@ -134,7 +140,7 @@ def analyze_files(
             delta.last_used = max(delta.last_used, at)
             delta.tools.add(row.app_id)
         if ext in INTEGRATIONS:
-            state.recent_paths[ext] = _remember(state.recent_paths.get(ext, []), path)
+            _remember(state.recent_paths.setdefault(ext, []), path)
             n = running.get(key, counts.get(key, 0)) + 1
             running[key] = n
             first_at.setdefault(key, at)

@@ -49,10 +49,12 @@ def gate(
     kept: list[TelemetryEvent] = []
     skipped: dict[str, int] = {}
     for row in rows:
-        reason = skip_reason(row, settings.get(row.user_id, NO_CONSENT))
-        if reason is None:
+        privacy = settings.get(row.user_id, NO_CONSENT)
+        # skip_reason inlined for the common case: this loop sees every row of every batch.
+        if privacy.monitored and row.app_id in privacy.apps and row.event_type not in privacy.signals_off:
             kept.append(row)
         else:
+            reason = skip_reason(row, privacy) or SKIPPED_CONSENT
             skipped[reason] = skipped.get(reason, 0) + 1
     return kept, skipped
 

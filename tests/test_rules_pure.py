@@ -1,0 +1,151 @@
+"""The analyzers' rules as pure functions: no database, no engine."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from consumers.app_workflows import AppState, analyze_apps
+from consumers.durations import Window, analyze_durations, compare, median
+from consumers.file_patterns import FileState, analyze_files, extension_of
+from consumers.metric_rules import Daily, analyze_metrics, samples_of
+from consumers.privacy import Privacy, gate
+from floyo_pipeline.api import TelemetryEvent
+
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+U = uuid.UUID("00000000-0000-4000-8000-000000000001")
+_ids = iter(range(1, 1_000_000))
+
+
+def ev(
+    at: float, app: str = "vscode", path: str | None = None, event_type: str = "file_opened"
+) -> TelemetryEvent:
+    return TelemetryEvent(
+        id=next(_ids),
+        pipeline_partition=1,
+        user_id=U,
+        occurred_at=T0 + timedelta(seconds=at),
+        app_id=app,
+        event_type=event_type,
+        file_path=path,
+        created_at=T0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/a/b.py", "py"),
+        ("/a/B.PY", "py"),
+        ("/my.folder/README", None),
+        ("C:\\v1.2\\notes", None),
+        ("C:\\v1.2\\notes.Txt", "txt"),
+        ("/x/archive.tar.gz", "gz"),
+        ("/x/.bashrc", "bashrc"),
+        ("/x/trailing.", None),
+        ("/données/résumé.md", "md"),
+        ("/x/файл.ПИ", "пи"),
+        ("plain", None),
+    ],
+)
+def test_extension_of(path: str, expected: str | None) -> None:
+    assert extension_of(path) == expected
+
+
+def test_accessed_together_boundary_and_state_from_previous_batch() -> None:
+    before = {U: FileState("/prev.py", T0 - timedelta(seconds=29), {"py": ["/prev.py"]})}
+    fx = analyze_files([ev(0, path="/a.py"), ev(30, path="/b.py"), ev(31, path="/a.py")], before, {})
+    assert {k: v.weight for k, v in fx.together.items()} == {
+        (U, "/prev.py", "/a.py"): 1,
+        (U, "/b.py", "/a.py"): 1,
+    }
+    assert fx.states[U].recent_paths == {"py": ["/a.py", "/b.py", "/prev.py"]}
+    assert before[U].recent_paths == {"py": ["/prev.py"]}  # inputs are not mutated
+
+
+def test_suggestion_threshold_counts_stored_uses() -> None:
+    fx = analyze_files([ev(0, path="/a.py")], {}, {(U, "py"): 1})
+    assert fx.suggestions == []
+    fx = analyze_files([ev(0, path="/a.py"), ev(5, path="/b.csv")], {}, {(U, "py"): 2})
+    [made] = fx.suggestions
+    assert (made.suggestion_key, made.confidence, made.created_at) == ("file_extension:py", 0.3, T0)
+    fx = analyze_files([ev(0, path="/a.py")], {}, {(U, "py"): 40})
+    assert fx.suggestions[0].confidence == 0.9
+
+
+def test_app_transitions_and_connector_threshold() -> None:
+    before = {U: AppState("vscode", T0 - timedelta(seconds=10))}
+    rows = [ev(0, "slack"), ev(299, "vscode"), ev(300, "slack"), ev(900, "vscode"), ev(901, "vscode")]
+    fx = analyze_apps(rows, before, {(U, "vscode", "slack"): 3})
+    assert {k: v.weight for k, v in fx.transitions.items()} == {
+        (U, "vscode", "slack"): 2,
+        (U, "slack", "vscode"): 1,
+    }
+    [made] = fx.suggestions
+    assert (made.confidence, made.created_at) == (0.5, T0 + timedelta(seconds=300))
+    assert fx.states[U] == AppState("vscode", T0 + timedelta(seconds=901))
+
+
+def test_privacy_gate_reasons() -> None:
+    ok = Privacy(True, frozenset({"vscode"}), frozenset({"file_deleted"}))
+    rows = [ev(0), ev(1, "slack"), ev(2, event_type="file_deleted")]
+    kept, skipped = gate(rows, {U: ok})
+    assert kept == rows[:1]
+    assert skipped == {"skipped_app": 1, "skipped_signal": 1}
+    assert gate(rows, {}) == ([], {"skipped_consent": 3})
+
+
+def test_median_and_comparison_boundaries() -> None:
+    assert median([3, 1, 2]) == 2.0
+    assert median([4, 1, 3, 2]) == 2.5
+    assert compare([100] * 39) is None
+    assert compare([0] * 20 + [5] * 20) is None
+    ten = compare([100] * 20 + [110] * 20)
+    eleven = compare([100] * 20 + [111] * 20)
+    assert ten is not None and eleven is not None
+    assert (ten.regressed, eleven.regressed, eleven.change) == (False, True, 0.11)
+    fifty, fiftyone = compare([100] * 20 + [150] * 20), compare([100] * 20 + [151] * 20)
+    assert fifty is not None and fiftyone is not None
+    assert (fifty.critical, fiftyone.critical) == (False, True)
+
+
+def test_duration_insight_opens_then_resolves_within_one_call() -> None:
+    durations = [100] * 20 + [120] * 20 + [100] * 10
+    rows = [(U, "vscode", "build", d, T0 + timedelta(seconds=i)) for i, d in enumerate(durations)]
+    fx = analyze_durations(rows, {})
+    insight = fx.insights[(U, "vscode", "build")]
+    assert (insight.status, insight.severity) == ("resolved", "warning")
+    assert (insight.first_seen, insight.last_seen) == (T0 + timedelta(seconds=39), T0 + timedelta(seconds=49))
+    assert fx.windows[(U, "vscode", "build")].durations == [100] * 10 + [120] * 20 + [100] * 10
+    # Split in two calls with the window carried over: the same verdict.
+    first = analyze_durations(rows[:45], {})
+    window = first.windows[(U, "vscode", "build")]
+    second = analyze_durations(
+        rows[45:], {(U, "vscode", "build"): Window(window.durations, window.regression_open)}
+    )
+    assert second.insights[(U, "vscode", "build")].status == "resolved"
+
+
+def test_metric_samples_and_daily_rules() -> None:
+    assert list(samples_of({"lcp": 1, "ok": True, "name": 3, "nested": {"x": 1}})) == [
+        ("lcp", 1.0),
+        ("name", 3.0),
+    ]
+    assert list(samples_of({"name": "lcp", "value": 2.5})) == [("lcp", 2.5)]
+    day = T0.date()
+    stored = {("supabase", "latencyMs", day): Daily(400.0, 2, alert_open=False)}
+    fx = analyze_metrics([(T0, "supabase", {"latencyMs": 201})], stored)
+    insight = fx.insights[("supabase", "latencyMs", day)]
+    assert (insight.status, insight.evidence["average"], insight.evidence["samples"]) == ("open", 601 / 3, 3)
+    assert stored[("supabase", "latencyMs", day)].samples == 2  # inputs are not mutated
+    fx = analyze_metrics(
+        [(T0, "vercel", {"lcp": 1000}), (T0 + timedelta(days=1), "vercel", {"lcp": 1101})], {}
+    )
+    [lcp] = fx.insights.values()
+    assert (lcp.kind, lcp.evidence["change"], lcp.fingerprint) == (
+        "lcp_regression",
+        0.101,
+        "metrics:lcp_regression:vercel:lcp:2026-03-02",
+    )

@@ -64,10 +64,15 @@ def test_fly_toml_is_an_always_on_worker_with_checks_and_metrics() -> None:
     assert env["FLOYO_SHUTDOWN_GRACE_SECONDS"] == str(int(grace))
     for secret in ("DATABASE_URL", "SUPABASE_URL", "SUPABASE_SERVICE_ROLE_KEY"):
         assert secret not in env
-    assert fly["deploy"]["release_command"] == "floyo-pipeline migrate"
-    assert shlex.split(fly["deploy"]["release_command"])[1] in subcommands()
+    # Migrations run as the owner (MIGRATION_DATABASE_URL), not as the service's least-privileged role.
+    release = shlex.split(fly["deploy"]["release_command"])
+    assert release[:2] == ["sh", "-c"]
+    script = release[2]
+    assert "MIGRATION_DATABASE_URL:?" in script and script.endswith("exec floyo-pipeline migrate")
+    assert "migrate" in subcommands()
     text = (ROOT / "fly.toml").read_text()
     assert "fly secrets set DATABASE_URL=" in text and "SUPABASE_SERVICE_ROLE_KEY=" in text
+    assert "fly secrets set MIGRATION_DATABASE_URL=" in text
     # Every [env] value is a valid setting (a typo would only show at deploy time).
     Settings(**{k.removeprefix("FLOYO_").lower(): v for k, v in env.items() if k.startswith("FLOYO_")})
 

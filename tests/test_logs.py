@@ -88,7 +88,8 @@ async def test_cli_logs_a_cycle_as_json_without_secrets_or_payloads(
         assert expected in names, expected
     assert names.index("service.stopping") < names.index("lease.released") < names.index("service.stopped")
     batch = next(e for e in events if e["event"] == "batch.committed")
-    assert {"consumer", "stream", "partition", "batch_size", "duration"} <= set(batch)
+    assert {"consumer", "stream", "batch_size", "duration"} <= set(batch)
+    assert {"partition", "partitions"} & set(batch)  # one partition, or how many the batch covered
     dead = next(e for e in events if e["event"] == "row.dead_lettered")
     assert {"consumer", "stream", "partition", "row_id", "error_class"} <= set(dead)
 
@@ -109,9 +110,10 @@ async def test_console_format_for_a_terminal(database: TestDatabase) -> None:
 
     async def started() -> bool:
         assert proc.proc is not None and proc.proc.poll() is None, proc.stderr
-        return any("service.started" in line for line in list(proc.stdout))
+        # http.listening comes after the signal handlers are installed (service.started comes before).
+        return any("http.listening" in line for line in list(proc.stdout))
 
-    await wait_until(started, what="service.started on the console")
+    await wait_until(started, what="http.listening on the console")
     assert await proc.stop() == 0
     await asyncio.sleep(0.2)
     lines = [line for line in proc.stdout if line.strip()]

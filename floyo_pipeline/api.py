@@ -48,11 +48,14 @@ class Subscription:
 
 @dataclass(frozen=True)
 class Batch(Generic[RowT]):
-    """Validated rows of one stream partition, in (transaction, id) order."""
+    """Validated rows of one stream, from one or more partitions, in the order they were committed.
+
+    Each user's rows always come in order: a user belongs to exactly one partition.
+    """
 
     consumer: str
     stream: str
-    partition: int
+    partitions: tuple[int, ...]
     rows: Sequence[RowT]
 
 

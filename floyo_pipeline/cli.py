@@ -71,6 +71,12 @@ _SETTING_FLAGS: list[tuple[str, str, str, type]] = [
         int,
     ),
     (
+        "--readers-per-stream",
+        "readers_per_stream",
+        "readers per stream, each over a share of the partitions (FLOYO_READERS_PER_STREAM, default 2)",
+        int,
+    ),
+    (
         "--data-dir",
         "data_dir",
         "embedded Postgres folder when DATABASE_URL is unset (FLOYO_DATA_DIR, .floyo)",

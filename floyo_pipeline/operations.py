@@ -114,6 +114,6 @@ async def retry_dead_letter(conn: asyncpg.Connection, consumers: Sequence[Consum
             raise OperationError(f"dead letter {dead_id}: row {dead['row_id']} no longer exists")
         row = STREAM_MODELS[dead["stream"]].model_validate(dict(record))
         await consumer.handle(
-            Batch(consumer.name, dead["stream"], dead["partition"], [row]), BatchContext(conn)
+            Batch(consumer.name, dead["stream"], (dead["partition"],), [row]), BatchContext(conn)
         )
         await conn.execute(Q["dead_letter_resolve"], dead_id, "retried")

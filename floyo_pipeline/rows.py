@@ -21,12 +21,15 @@ class TableRow(BaseModel):
     __pg_types__: ClassVar[dict[str, str]] = {}
     # Columns the table has but the model does not carry (all NOT NULL): name -> Postgres type.
     __db_only_columns__: ClassVar[dict[str, str]] = {}
+    # Fields the engine computes when it reads a row, which the table does not store.
+    __computed_fields__: ClassVar[frozenset[str]] = frozenset()
 
 
 class StreamRow(TableRow):
-    """A row of a stream; the engine orders rows by (pipeline_txid, id) within a partition."""
+    """A row of a stream, read in (pipeline_txid, id) order; its partition is computed on read."""
 
     __db_only_columns__ = {"pipeline_txid": "xid8"}
+    __computed_fields__ = frozenset({"pipeline_partition"})
 
     id: int
     pipeline_partition: int = Field(ge=0)
@@ -34,7 +37,7 @@ class StreamRow(TableRow):
 
 class TelemetryEvent(StreamRow):
     __table__ = "telemetry_events"
-    __pg_types__ = {"pipeline_partition": "smallint", "duration_ms": "integer", "pipeline_txid": "xid8"}
+    __pg_types__ = {"duration_ms": "integer", "pipeline_txid": "xid8"}
 
     user_id: UUID
     occurred_at: datetime
@@ -48,7 +51,6 @@ class TelemetryEvent(StreamRow):
 
 class MetricsLogEntry(StreamRow):
     __table__ = "metrics_log"
-    __pg_types__ = {"pipeline_partition": "smallint"}
 
     ts: datetime
     source: str

@@ -116,6 +116,8 @@ def pg_type(annotation: Any) -> tuple[str, bool]:
 def expected_columns(model: type[TableRow]) -> dict[str, Column]:
     columns: dict[str, Column] = {}
     for name, field in model.model_fields.items():
+        if name in model.__computed_fields__:
+            continue
         inferred, nullable = pg_type(field.annotation)
         columns[name] = Column(model.__pg_types__.get(name, inferred), nullable)
     for name, declared in model.__db_only_columns__.items():

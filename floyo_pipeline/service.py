@@ -112,6 +112,7 @@ async def run_service(
             batch_size=settings.batch_size,
             lease_ttl=settings.lease_ttl_seconds,
             max_concurrency=settings.max_concurrency,
+            readers_per_stream=settings.readers_per_stream,
             retry=retry or RetryPolicy(),
         )
         hub = WakeHub()

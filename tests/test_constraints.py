@@ -25,10 +25,12 @@ async def user(admin: asyncpg.Connection) -> uuid.UUID:
 async def test_valid_row_is_accepted(admin: asyncpg.Connection, user: uuid.UUID) -> None:
     await admin.execute(INSERT_TELEMETRY, user, "vscode", "file_opened", 0, {"lines": 3})
     row = await admin.fetchrow(
-        "select duration_ms, metadata, pipeline_partition from public.telemetry_events"
+        "select duration_ms, metadata, floyo_pipeline.user_partition(user_id) as partition,"
+        " pipeline_txid from public.telemetry_events"
     )
     assert row is not None and row["duration_ms"] == 0 and row["metadata"] == {"lines": 3}
-    assert 0 <= row["pipeline_partition"] < 64
+    assert 0 <= row["partition"] < 64
+    assert row["pipeline_txid"] > 0
 
 
 @pytest.mark.parametrize(

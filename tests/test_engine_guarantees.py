@@ -146,7 +146,9 @@ async def test_batch_size_does_not_change_effects(
 async def test_fenced_replica_cannot_commit(effects_db: TestDatabase, admin: asyncpg.Connection) -> None:
     users = await make_users(admin, 1)
     await insert_events(admin, users, 3)
-    partition = await admin.fetchval("select pipeline_partition from public.telemetry_events limit 1")
+    partition = await admin.fetchval(
+        "select floyo_pipeline.user_partition(user_id) from public.telemetry_events limit 1"
+    )
     service = await connect(effects_db.service_url)
     pool = await asyncpg.create_pool(effects_db.service_url, min_size=1, max_size=2)
     consumer = EffectRecorder()
@@ -164,7 +166,8 @@ async def test_fenced_replica_cannot_commit(effects_db: TestDatabase, admin: asy
     taken = await service.fetch(Q["lease_claim"], "replica-b", ["recorder"], 30.0, 64)
     assert [r["partition"] for r in taken] == [partition]
     with pytest.raises(LeaseLost):
-        await BatchRunner(consumer, 10).run(service, lease_a, "replica-a")
+        runner = BatchRunner("telemetry_events", [consumer], 10)
+        await runner.run(service, {("recorder", partition): lease_a}, "replica-a")
     assert await count_effects(admin) == 0
     position = await admin.fetchval(
         "select position_id from floyo_pipeline.checkpoints where consumer = 'recorder' and partition = $1",

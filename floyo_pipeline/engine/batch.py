@@ -1,8 +1,11 @@
-"""One batch: read committed rows after the cursor, hand them to the consumer, advance the checkpoint.
+"""One batch of one stream: read committed rows after the cursors, hand them to every consumer,
+advance the checkpoints.
 
-All of it is one transaction. A failing handler is retried, then the batch is split down to single
-rows inside savepoints so that only the rows that still fail are dead-lettered, in the same
-transaction as the checkpoint. Transient database errors propagate and the whole batch is retried.
+All of it is one transaction, and each row is read and validated once for all the consumers that
+lease its partition. Each consumer runs in its own savepoint: a failing handler is retried, then the
+rows are split down to single rows so that only those that still fail are dead-lettered, in the
+same transaction as the checkpoints. Transient database errors propagate and the whole batch is
+retried.
 """
 
 from __future__ import annotations
@@ -10,8 +13,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 import asyncpg
 from pydantic import ValidationError
@@ -23,11 +26,15 @@ from floyo_pipeline.queries import Q
 from floyo_pipeline.rows import STREAM_MODELS
 
 MAX_ERROR_MESSAGE = 2000
+LATENCY_SAMPLE = 100
+IDLE_PERSIST_SECONDS = 1.0
+
+LeaseKey = tuple[str, int]  # (consumer, partition) within one stream
 
 
 @dataclass
 class Lease:
-    """A held (consumer, stream, partition) with its fencing epoch and in-memory cursor."""
+    """A held (consumer, stream, partition): its fencing epoch and its cursor, kept in memory."""
 
     consumer: str
     stream: str
@@ -35,42 +42,60 @@ class Lease:
     epoch: int
     position_txid: int
     position_id: int
+    # Transactions open when the cursor passed them -> last row id of theirs already processed.
     pending: dict[int, int] = field(default_factory=dict)
+    processed: int = 0
 
     @property
     def key(self) -> tuple[str, str, int]:
         return (self.consumer, self.stream, self.partition)
 
+    @property
+    def position(self) -> tuple[int, int]:
+        return (self.position_txid, self.position_id)
 
-@dataclass(frozen=True)
-class Cursor:
-    """Where a consumer stands in a partition: see the checkpoints table."""
+    def wants_late(self, record: asyncpg.Record) -> bool:
+        after = self.pending.get(record["pipeline_txid"])
+        return after is not None and record["id"] > after
 
-    position_txid: int
-    position_id: int
-    pending: dict[int, int]
+    def wants_forward(self, record: asyncpg.Record) -> bool:
+        return (record["pipeline_txid"], record["id"]) > self.position
 
-    @classmethod
-    def after(
-        cls, lease: Lease, records: Sequence[asyncpg.Record], in_progress: set[int], limit: int
-    ) -> Cursor:
-        """The cursor once `records` (read in one snapshot with `in_progress` open) are processed."""
-        txid, row_id = lease.position_txid, lease.position_id
-        pending = dict(lease.pending)
-        for record in records:
-            t, i = record["pipeline_txid"], record["id"]
-            if t in pending:
-                pending[t] = max(pending[t], i)
-            else:
-                txid, row_id = t, i
-        # Pending rows sort first, so unless the batch ended inside them every finished pending
-        # transaction has been read completely and can be forgotten.
-        if len(records) < limit or (records and records[-1]["pipeline_txid"] not in lease.pending):
-            pending = {t: i for t, i in pending.items() if t in in_progress}
-        for t in in_progress:
-            if t < txid and t not in pending:
-                pending[t] = 0
-        return cls(txid, row_id, pending)
+
+@dataclass
+class Read:
+    """Rows from one statement and the transactions that were open in its snapshot."""
+
+    rows: list[asyncpg.Record]
+    in_progress: set[int]
+    complete: bool
+
+
+def advance_cursor(lease: Lease, late: Read, forward: Read, processed: int) -> Lease:
+    """The lease's cursor once the rows of both reads are processed.
+
+    The forward read returned rows in (txid, id) order across every leased partition from at or
+    before this cursor, so the partition has been read up to the last of them; transactions still
+    open in that read's snapshot below the new position become pending. Rows of pending
+    transactions advance their entries; when the late read got all of them, the pending
+    transactions that had finished in its snapshot are complete and forgotten.
+    """
+    pending = dict(lease.pending)
+    for record in late.rows:
+        if record["pipeline_partition"] == lease.partition and record["pipeline_txid"] in pending:
+            txid = record["pipeline_txid"]
+            pending[txid] = max(pending[txid], record["id"])
+    if late.complete:
+        pending = {t: i for t, i in pending.items() if t in late.in_progress}
+    position = lease.position
+    if forward.rows:
+        position = max(position, (forward.rows[-1]["pipeline_txid"], forward.rows[-1]["id"]))
+    for txid in forward.in_progress:
+        if txid < position[0] and txid not in pending:
+            pending[txid] = 0
+    return replace(
+        lease, position_txid=position[0], position_id=position[1], pending=pending, processed=processed
+    )
 
 
 @dataclass(frozen=True)
@@ -81,6 +106,8 @@ class RetryPolicy:
 
 @dataclass
 class DeadLetter:
+    consumer: str
+    partition: int
     row_id: int
     error_class: str
     error_message: str
@@ -88,12 +115,35 @@ class DeadLetter:
 
 
 @dataclass
-class BatchResult:
-    fetched: int = 0
+class ConsumerResult:
+    rows: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
     dead: list[DeadLetter] = field(default_factory=list)
+
+
+@dataclass
+class BatchResult:
+    fetched: int = 0
+    consumers: dict[str, ConsumerResult] = field(default_factory=dict)
     created_ats: list[float] = field(default_factory=list)
     seconds: float = 0.0
+
+    @property
+    def dead(self) -> list[DeadLetter]:
+        return [d for c in self.consumers.values() for d in c.dead]
+
+
+def advanced_any(leases: Mapping[LeaseKey, Lease], advanced: Mapping[LeaseKey, Lease]) -> bool:
+    return any(
+        a.position != leases[k].position or a.pending != leases[k].pending for k, a in advanced.items()
+    )
+
+
+def _by_partition(records: Sequence[asyncpg.Record]) -> dict[int, list[asyncpg.Record]]:
+    grouped: dict[int, list[asyncpg.Record]] = {}
+    for record in records:
+        grouped.setdefault(record["pipeline_partition"], []).append(record)
+    return grouped
 
 
 def _error_text(err: BaseException) -> str:
@@ -108,139 +158,252 @@ def _error_text(err: BaseException) -> str:
 
 
 class BatchRunner:
-    """Runs batches for one consumer; stateless apart from its settings."""
+    """Runs batches of one stream for the consumers that subscribe to it."""
 
-    def __init__(self, consumer: Consumer, batch_size: int, retry: RetryPolicy | None = None) -> None:
-        self.consumer = consumer
+    def __init__(
+        self, stream: str, consumers: Sequence[Consumer], batch_size: int, retry: RetryPolicy | None = None
+    ) -> None:
+        self.stream = stream
+        self.consumers = {c.name: c for c in consumers}
         self.batch_size = batch_size
         self.retry = retry or RetryPolicy()
+        self.model = STREAM_MODELS[stream]
+        self._persisted_all_at = 0.0
+        self._unstored = False
 
-    async def run(self, conn: asyncpg.Connection, lease: Lease, owner: str) -> BatchResult:
-        """Process at most one batch for the lease; on commit, advances `lease` in memory."""
+    async def run(
+        self, conn: asyncpg.Connection, leases: Mapping[LeaseKey, Lease], owner: str
+    ) -> BatchResult:
+        """Process at most one batch over the leases; on commit, advances `leases` in place."""
         result = BatchResult()
         started = time.perf_counter()
-        # REPEATABLE READ: the rows and the list of open transactions come from one snapshot.
-        async with conn.transaction(isolation="repeatable_read"):
-            records = await conn.fetch(
-                Q[f"fetch_{lease.stream}"],
-                lease.partition,
-                lease.position_txid,
-                lease.position_id,
-                self.batch_size,
-                list(lease.pending),
-                list(lease.pending.values()),
+        async with conn.transaction():
+            late = await self._read_late(conn, leases)
+            forward = Read([], set(), False)
+            if late.complete:
+                forward = await self._read_forward(conn, leases, self.batch_size - len(late.rows))
+            result.fetched = len(late.rows) + len(forward.rows)
+            late_by = _by_partition(late.rows)
+            forward_by = _by_partition(forward.rows)
+            mine = {
+                key: [r for r in late_by.get(key[1], ()) if lease.wants_late(r)]
+                + [r for r in forward_by.get(key[1], ()) if lease.wants_forward(r)]
+                for key, lease in leases.items()
+            }
+            advanced = {
+                key: advance_cursor(lease, late, forward, len(mine.get(key, ())))
+                for key, lease in leases.items()
+            }
+            # Partitions with rows always store their cursor (it commits with their effects); the
+            # others now and then and once the reader is idle: an older stored cursor of a partition
+            # without new rows is still exact, it only makes a restart scan a little more.
+            unstored = self._unstored or advanced_any(leases, advanced)
+            persist_all = unstored and (
+                not result.fetched or time.monotonic() - self._persisted_all_at >= IDLE_PERSIST_SECONDS
             )
-            result.fetched = len(records)
-            if not records:
+            changed = [a for a in advanced.values() if a.processed or persist_all]
+            if not changed:
+                self._unstored = unstored
+                self._adopt(leases, advanced)
                 return result
-            in_progress = set(await conn.fetchval(Q["snapshot_in_progress"]))
-            cursor = Cursor.after(lease, records, in_progress, self.batch_size)
-            rows = self._validate(lease.stream, records, result)
-            await self._apply(conn, lease, rows, result)
-            if result.dead:
-                await conn.execute(
-                    Q["dead_letter_insert"],
-                    lease.consumer,
-                    lease.stream,
-                    lease.partition,
-                    [d.row_id for d in result.dead],
-                    [d.error_class for d in result.dead],
-                    [d.error_message for d in result.dead],
-                    [d.attempts for d in result.dead],
-                )
-            status = await conn.execute(
-                Q["checkpoint_advance"],
-                lease.consumer,
-                lease.stream,
-                lease.partition,
-                owner,
-                lease.epoch,
-                cursor.position_txid,
-                cursor.position_id,
-                list(cursor.pending),
-                list(cursor.pending.values()),
-                len(records),
-            )
-            if status != "UPDATE 1":
-                raise LeaseLost(f"{lease.consumer}/{lease.stream}/{lease.partition} epoch {lease.epoch}")
-            result.created_ats = [r["created_at"].timestamp() for r in records]
-        lease.position_txid, lease.position_id = cursor.position_txid, cursor.position_id
-        lease.pending = cursor.pending
+            await self._apply_all(conn, leases, mine, result)
+            await self._store(conn, owner, changed, result)
+            result.created_ats = [r["created_at"].timestamp() for r in (*late.rows, *forward.rows)]
+        self._unstored = unstored and not persist_all
+        self._adopt(leases, advanced)
+        if persist_all:
+            self._persisted_all_at = time.monotonic()
         result.seconds = time.perf_counter() - started
-        self._observe(lease, result)
+        self._observe(result)
         return result
 
-    def _validate(
-        self, stream: str, records: Sequence[asyncpg.Record], result: BatchResult
-    ) -> list[StreamRow]:
-        model = STREAM_MODELS[stream]
-        subscription = self.consumer.subscription(stream)
-        rows: list[StreamRow] = []
-        for record in records:
-            try:
-                row = model.model_validate(dict(record))
-            except ValidationError as err:
-                result.dead.append(DeadLetter(record["id"], type(err).__name__, _error_text(err), attempts=1))
+    async def _apply_all(
+        self,
+        conn: asyncpg.Connection,
+        leases: Mapping[LeaseKey, Lease],
+        mine: Mapping[LeaseKey, list[asyncpg.Record]],
+        result: BatchResult,
+    ) -> None:
+        """Validate each row once, then run each consumer on its rows in (txid, id) order."""
+        validated: dict[int, StreamRow | ValidationError] = {}
+        for records in mine.values():
+            for record in records:
+                if record["id"] not in validated:
+                    try:
+                        validated[record["id"]] = self.model.model_validate(dict(record))
+                    except ValidationError as err:
+                        validated[record["id"]] = err
+        for name, consumer in self.consumers.items():
+            records = sorted(
+                (r for (c, _), rs in mine.items() if c == name for r in rs),
+                key=lambda r: (r["pipeline_txid"], r["id"]),
+            )
+            if not records:
                 continue
-            if subscription is not None and subscription.wants(row):
-                rows.append(row)
-            else:
-                result.outcomes["unrouted"] += 1
-        return rows
+            outcome = result.consumers.setdefault(name, ConsumerResult(rows=len(records)))
+            subscription = consumer.subscription(self.stream)
+            rows: list[StreamRow] = []
+            for record in records:
+                row = validated[record["id"]]
+                if isinstance(row, ValidationError):
+                    outcome.dead.append(
+                        DeadLetter(
+                            name,
+                            record["pipeline_partition"],
+                            record["id"],
+                            type(row).__name__,
+                            _error_text(row),
+                            1,
+                        )
+                    )
+                elif subscription is not None and subscription.wants(row):
+                    rows.append(row)
+                else:
+                    outcome.outcomes["unrouted"] += 1
+            await self._apply(conn, consumer, rows, outcome)
+
+    async def _store(
+        self, conn: asyncpg.Connection, owner: str, changed: list[Lease], result: BatchResult
+    ) -> None:
+        dead = result.dead
+        if dead:
+            await conn.execute(
+                Q["dead_letter_insert"],
+                self.stream,
+                [d.consumer for d in dead],
+                [d.partition for d in dead],
+                [d.row_id for d in dead],
+                [d.error_class for d in dead],
+                [d.error_message for d in dead],
+                [d.attempts for d in dead],
+            )
+        status = await conn.execute(
+            Q["checkpoint_advance"],
+            self.stream,
+            owner,
+            [a.consumer for a in changed],
+            [a.partition for a in changed],
+            [a.epoch for a in changed],
+            [a.position_txid for a in changed],
+            [a.position_id for a in changed],
+            [{str(t): i for t, i in a.pending.items()} for a in changed],
+            [a.processed for a in changed],
+        )
+        if status != f"UPDATE {len(changed)}":
+            raise LeaseLost(f"{self.stream}: a lease of this replica was taken over")
+
+    @staticmethod
+    def _adopt(leases: Mapping[LeaseKey, Lease], advanced: Mapping[LeaseKey, Lease]) -> None:
+        for key, lease in advanced.items():
+            original = leases[key]
+            original.position_txid, original.position_id = lease.position_txid, lease.position_id
+            original.pending = lease.pending
+
+    async def _read_late(self, conn: asyncpg.Connection, leases: Mapping[LeaseKey, Lease]) -> Read:
+        """Rows of pending transactions that some lease still needs, and whether all of them fit."""
+        txids = sorted({t for lease in leases.values() for t in lease.pending})
+        if not txids:
+            return Read([], set(), True)
+        partitions = sorted({p for _, p in leases})
+        records = await conn.fetch(Q[f"fetch_pending_{self.stream}"], txids, partitions, self.batch_size)
+        by_partition: dict[int, list[Lease]] = {}
+        for (_, p), lease in leases.items():
+            by_partition.setdefault(p, []).append(lease)
+        kept = [
+            r
+            for r in records
+            if r["id"] is not None
+            and any(lease.wants_late(r) for lease in by_partition[r["pipeline_partition"]])
+        ]
+        return Read(kept, set(records[0]["in_progress"]), len(records) < self.batch_size)
+
+    async def _read_forward(
+        self, conn: asyncpg.Connection, leases: Mapping[LeaseKey, Lease], limit: int
+    ) -> Read:
+        """The next rows after the smallest cursor of each leased partition."""
+        lowest: dict[int, tuple[int, int]] = {}
+        for (_, p), lease in leases.items():
+            lowest[p] = min(lowest.get(p, lease.position), lease.position)
+        size = max(lowest) + 1
+        txids, ids = [0] * size, [0] * size
+        for p, (txid, row_id) in lowest.items():
+            txids[p], ids[p] = txid, row_id
+        low = min(lowest.values())
+        records = await conn.fetch(
+            Q[f"fetch_forward_{self.stream}"], low[0], low[1], sorted(lowest), txids, ids, limit
+        )
+        rows = [r for r in records if r["id"] is not None]
+        return Read(rows, set(records[0]["in_progress"]), len(rows) < limit)
 
     async def _apply(
-        self, conn: asyncpg.Connection, lease: Lease, rows: list[StreamRow], result: BatchResult
+        self, conn: asyncpg.Connection, consumer: Consumer, rows: list[StreamRow], result: ConsumerResult
     ) -> None:
         if not rows:
             return
-        last_error: BaseException | None = None
         for attempt in range(self.retry.handler_attempts):
-            ok, last_error = await self._try(conn, lease, rows, result)
-            if ok:
+            if await self._try(conn, consumer, rows, result) is None:
                 return
             if attempt + 1 < self.retry.handler_attempts:
                 await asyncio.sleep(self.retry.handler_backoff_seconds * 2**attempt)
-        assert last_error is not None
-        await self._isolate(conn, lease, rows, result, self.retry.handler_attempts)
+        await self._isolate(conn, consumer, rows, result, self.retry.handler_attempts)
 
     async def _try(
-        self, conn: asyncpg.Connection, lease: Lease, rows: Sequence[StreamRow], result: BatchResult
-    ) -> tuple[bool, BaseException | None]:
+        self, conn: asyncpg.Connection, consumer: Consumer, rows: Sequence[StreamRow], result: ConsumerResult
+    ) -> Exception | None:
+        """Run the handler in a savepoint; None on success, else the (non-transient) error."""
         ctx = BatchContext(conn)
+        partitions = tuple(sorted({r.pipeline_partition for r in rows}))
         try:
             async with conn.transaction():
-                await self.consumer.handle(Batch(lease.consumer, lease.stream, lease.partition, rows), ctx)
+                await consumer.handle(Batch(consumer.name, self.stream, partitions, rows), ctx)
         except Exception as err:
             if is_transient(err):
                 raise
-            return False, err
+            return err
         result.outcomes.update(ctx.outcomes)
         result.outcomes["processed"] += len(rows) - sum(ctx.outcomes.values())
-        return True, None
+        return None
 
     async def _isolate(
-        self, conn: asyncpg.Connection, lease: Lease, rows: list[StreamRow], result: BatchResult, tries: int
+        self,
+        conn: asyncpg.Connection,
+        consumer: Consumer,
+        rows: list[StreamRow],
+        result: ConsumerResult,
+        tries: int,
     ) -> None:
         """Split until the failing rows stand alone; keep the effects of every row that succeeds."""
         if len(rows) == 1:
-            ok, err = await self._try(conn, lease, rows, result)
-            if not ok and err is not None:
-                result.dead.append(DeadLetter(rows[0].id, type(err).__name__, _error_text(err), tries + 1))
+            err = await self._try(conn, consumer, rows, result)
+            if err is not None:
+                row = rows[0]
+                result.dead.append(
+                    DeadLetter(
+                        consumer.name,
+                        row.pipeline_partition,
+                        row.id,
+                        type(err).__name__,
+                        _error_text(err),
+                        tries + 1,
+                    )
+                )
             return
         middle = len(rows) // 2
         for half in (rows[:middle], rows[middle:]):
-            ok, _ = await self._try(conn, lease, half, result)
-            if not ok:
-                await self._isolate(conn, lease, half, result, tries + 1)
+            if await self._try(conn, consumer, half, result) is not None:
+                await self._isolate(conn, consumer, half, result, tries + 1)
 
-    def _observe(self, lease: Lease, result: BatchResult) -> None:
-        consumer, stream = lease.consumer, lease.stream
-        metrics.BATCH_DURATION.labels(consumer).observe(result.seconds)
-        for outcome, n in result.outcomes.items():
-            metrics.EVENTS.labels(stream, consumer, outcome).inc(n)
-        if result.dead:
-            metrics.EVENTS.labels(stream, consumer, "dead_lettered").inc(len(result.dead))
+    def _observe(self, result: BatchResult) -> None:
+        for name, outcome in result.consumers.items():
+            metrics.BATCH_DURATION.labels(name).observe(result.seconds)
+            for kind, n in outcome.outcomes.items():
+                metrics.EVENTS.labels(self.stream, name, kind).inc(n)
+            if outcome.dead:
+                metrics.EVENTS.labels(self.stream, name, "dead_lettered").inc(len(outcome.dead))
         now = time.time()
-        histogram = metrics.END_TO_END_LATENCY.labels(stream)
-        for created in result.created_ats:
+        histogram = metrics.END_TO_END_LATENCY.labels(self.stream)
+        created_ats = result.created_ats
+        # Every row of a small batch; a systematic sample of a large one (a backlog's age, not noise).
+        step = max(1, len(created_ats) // LATENCY_SAMPLE)
+        for created in created_ats[::step]:
             histogram.observe(max(0.0, now - created))

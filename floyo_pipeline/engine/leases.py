@@ -1,13 +1,14 @@
 """Partition leases: heartbeat, fair share across live replicas, takeover, surplus release, drain.
 
-One task per held lease runs batches (one transaction in flight per consumer and partition); a
-semaphore caps the transactions in flight across all of them.
+Leases are per (consumer, stream, partition). This replica runs one reader per (consumer, stream)
+over the partitions it leases; a semaphore caps the batch transactions in flight across readers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -18,7 +19,7 @@ from floyo_pipeline.api import Consumer
 from floyo_pipeline.engine.batch import BatchRunner, Lease, RetryPolicy
 from floyo_pipeline.engine.errors import is_transient
 from floyo_pipeline.engine.wakeups import WakeHub
-from floyo_pipeline.engine.worker import PartitionWorker
+from floyo_pipeline.engine.worker import StreamReader
 from floyo_pipeline.logs import get_logger
 from floyo_pipeline.queries import Q
 
@@ -28,7 +29,7 @@ Key = tuple[str, str, int]
 
 
 class WorkerCrashed(Exception):
-    """A partition worker died of an error that is neither transient nor a row's fault."""
+    """A reader died of an error that is neither transient nor a row's fault."""
 
 
 @dataclass(frozen=True)
@@ -38,23 +39,15 @@ class EngineConfig:
     lease_ttl: float
     max_concurrency: int
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    readers_per_stream: int = 2
 
     @property
     def tick(self) -> float:
         return max(0.2, min(self.lease_ttl / 3, 5.0))
 
 
-class _Held:
-    def __init__(self, worker: PartitionWorker, task: asyncio.Task[None]) -> None:
-        self.worker = worker
-        self.task = task
-
-    def wake_up(self) -> None:
-        self.worker.wake.set()
-
-
 class LeaseManager:
-    """Owns this replica's leases and the workers that use them."""
+    """Owns this replica's leases and the readers that use them."""
 
     def __init__(
         self, pool: asyncpg.Pool, consumers: Sequence[Consumer], config: EngineConfig, hub: WakeHub
@@ -62,12 +55,25 @@ class LeaseManager:
         self.pool = pool
         self.config = config
         self.hub = hub
-        self.runners = {c.name: BatchRunner(c, config.batch_size, config.retry) for c in consumers}
         self.consumers = list(consumers)
-        self.held: dict[Key, _Held] = {}
         self.semaphore = asyncio.Semaphore(config.max_concurrency)
+        # Several readers per stream, each over a fixed share of the partitions (partition modulo the
+        # group count), so that one batch's database work overlaps another's Python work.
+        self.readers: dict[tuple[str, int], StreamReader] = {}
+        streams = sorted({sub.stream for c in self.consumers for sub in c.subscriptions})
+        for stream in streams:
+            subscribed = [c for c in self.consumers if c.subscription(stream) is not None]
+            for group in range(config.readers_per_stream):
+                runner = BatchRunner(stream, subscribed, config.batch_size, config.retry)
+                reader = StreamReader(runner, pool, config.replica_id, self.semaphore, config.tick)
+                self.readers[(stream, group)] = reader
+        self.tasks: list[asyncio.Task[None]] = []
         self._changed = asyncio.Event()
         self.crash: BaseException | None = None
+
+    @property
+    def held(self) -> dict[Key, Lease]:
+        return {lease.key: lease for reader in self.readers.values() for lease in reader.leases.values()}
 
     async def prepare(self) -> None:
         """Create the checkpoint rows of every consumer and stream it subscribes to."""
@@ -78,12 +84,17 @@ class LeaseManager:
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Keep leases balanced until `stopping` is set; then drain and release."""
+        for (stream, group), reader in self.readers.items():
+            task = asyncio.create_task(reader.run(), name=f"reader:{stream}/{group}")
+            task.add_done_callback(self._on_reader_done)
+            self.tasks.append(task)
+            self.hub.register(stream, reader)
         try:
             while not stopping.is_set():
                 try:
                     await self.tick()
                 except Exception as err:
-                    # A database outage must not kill the replica: leases simply expire (workers are
+                    # A database outage must not kill the replica: leases simply expire (readers are
                     # fenced at commit) and are claimed again once the database answers.
                     if not is_transient(err):
                         raise
@@ -107,35 +118,38 @@ class LeaseManager:
 
     async def tick(self) -> None:
         me, ttl = self.config.replica_id, self.config.lease_ttl
-        self._reap_finished()
         async with self.pool.acquire() as conn:
             await conn.execute(Q["replica_heartbeat"], me, ttl)
             renewed = await conn.fetch(Q["lease_renew"], me, ttl)
             still_mine = {(r["consumer"], r["stream"], r["partition"]): r["lease_epoch"] for r in renewed}
-            for key, held in list(self.held.items()):
-                if still_mine.get(key) != held.worker.lease.epoch:
-                    log.warning("lease.lost", consumer=key[0], stream=key[1], partition=key[2])
-                    held.worker.stop()
+            for (stream, _), reader in self.readers.items():
+                lost = [k for k, lease in reader.leases.items() if still_mine.get(lease.key) != lease.epoch]
+                if lost:
+                    await reader.remove(lost)
+                    log.warning("lease.lost", stream=stream, leases=[f"{c}/{p}" for c, p in lost])
             live = max(1, int(await conn.fetchval(Q["replicas_live"])))
             total = int(await conn.fetchval(Q["lease_total"], [c.name for c in self.consumers]))
             fair = math.ceil(total / live)
-            active = [k for k, h in self.held.items() if not h.worker.stopping]
-            if len(active) < fair:
+            held = len(self.held)
+            if held < fair:
                 claimed = await conn.fetch(
-                    Q["lease_claim"], me, [c.name for c in self.consumers], ttl, fair - len(active)
+                    Q["lease_claim"], me, [c.name for c in self.consumers], ttl, fair - held
                 )
-                for record in claimed:
-                    self._start(
-                        Lease(
-                            record["consumer"],
-                            record["stream"],
-                            record["partition"],
-                            record["lease_epoch"],
-                            record["position_txid"],
-                            record["position_id"],
-                            dict(zip(record["pending_txids"], record["pending_after_ids"], strict=True)),
-                        )
+                by_reader: dict[tuple[str, int], list[Lease]] = defaultdict(list)
+                for r in claimed:
+                    pending = {int(t): int(i) for t, i in r["pending"].items()}
+                    lease = Lease(
+                        r["consumer"],
+                        r["stream"],
+                        r["partition"],
+                        r["lease_epoch"],
+                        r["position_txid"],
+                        r["position_id"],
+                        pending,
                     )
+                    by_reader[(lease.stream, lease.partition % self.config.readers_per_stream)].append(lease)
+                for key, leases in by_reader.items():
+                    await self.readers[key].add(leases)
                 if claimed:
                     log.info(
                         "lease.acquired",
@@ -144,56 +158,41 @@ class LeaseManager:
                         fair_share=fair,
                         live_replicas=live,
                     )
-        if len(active) > fair:
-            await self._release_surplus(active[fair:])
+        if held > fair:
+            await self._release_surplus(held - fair)
         metrics.LEASES_HELD.set(len(self.held))
 
-    def _start(self, lease: Lease) -> None:
-        worker = PartitionWorker(
-            lease, self.runners[lease.consumer], self.pool, self.config.replica_id, self.semaphore
-        )
-        task = asyncio.create_task(
-            worker.run(), name=f"worker:{lease.consumer}/{lease.stream}/{lease.partition}"
-        )
-        held = _Held(worker, task)
-        self.held[lease.key] = held
-        self.hub.register(lease.stream, lease.partition, held)
-        task.add_done_callback(self._on_worker_done)
-
-    def _on_worker_done(self, task: asyncio.Task[None]) -> None:
+    def _on_reader_done(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None and self.crash is None:
             self.crash = task.exception()
             log.error("task.crashed", task=task.get_name(), exc_info=task.exception())
         self._changed.set()
 
-    def _reap_finished(self) -> None:
-        for key, held in list(self.held.items()):
-            if held.task.done():
-                self._forget(key, held)
-
-    def _forget(self, key: Key, held: _Held) -> None:
-        self.hub.unregister(key[1], key[2], held)
-        self.held.pop(key, None)
-
-    async def _release_surplus(self, keys: list[Key]) -> None:
-        stopping = [(k, self.held[k]) for k in keys if k in self.held]
-        for _, held in stopping:
-            held.worker.stop()
-        await asyncio.gather(*(h.task for _, h in stopping), return_exceptions=True)
+    async def _release_surplus(self, surplus: int) -> None:
+        """Give back `surplus` leases, from the readers holding the most, after their batch in flight."""
+        released: list[Lease] = []
+        while len(released) < surplus:
+            reader = max(self.readers.values(), key=lambda r: len(r.leases))
+            if not reader.leases:
+                break
+            take = min(surplus - len(released), max(1, len(reader.leases) // 2))
+            # Whole partitions first (every consumer of one), so that both sides keep reading once.
+            keys = sorted(reader.leases, key=lambda k: (k[1], k[0]))[-take:]
+            released += await reader.remove(keys)
         async with self.pool.acquire() as conn:
-            for key, held in stopping:
-                await conn.execute(Q["lease_release"], *key, self.config.replica_id, held.worker.lease.epoch)
-                self._forget(key, held)
-        log.info("lease.released", count=len(stopping), held=len(self.held))
+            for lease in released:
+                await conn.execute(Q["lease_release"], *lease.key, self.config.replica_id, lease.epoch)
+        log.info("lease.released", count=len(released), held=len(self.held))
 
     async def drain(self) -> None:
         """Stop taking batches, let the ones in flight finish, release every lease and leave."""
-        for held in self.held.values():
-            held.worker.stop()
-        await asyncio.gather(*(h.task for h in self.held.values()), return_exceptions=True)
+        for reader in self.readers.values():
+            reader.stop()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
         count = len(self.held)
-        for key, held in list(self.held.items()):
-            self._forget(key, held)
+        for (stream, _), reader in self.readers.items():
+            self.hub.unregister(stream, reader)
+            reader.leases.clear()
         try:
             async with self.pool.acquire() as conn:
                 await conn.execute(Q["lease_release_all"], self.config.replica_id)

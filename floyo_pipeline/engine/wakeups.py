@@ -31,33 +31,28 @@ class Wakeable(Protocol):
 
 
 class WakeHub:
-    """Routes a hint for (stream, partitions) to the workers that hold those partitions."""
+    """Routes a hint for a stream to the readers of that stream."""
 
     def __init__(self) -> None:
-        self._targets: dict[str, dict[int, set[Wakeable]]] = defaultdict(lambda: defaultdict(set))
+        self._targets: dict[str, set[Wakeable]] = defaultdict(set)
 
-    def register(self, stream: str, partition: int, target: Wakeable) -> None:
-        self._targets[stream][partition].add(target)
+    def register(self, stream: str, target: Wakeable) -> None:
+        self._targets[stream].add(target)
 
-    def unregister(self, stream: str, partition: int, target: Wakeable) -> None:
-        self._targets[stream][partition].discard(target)
+    def unregister(self, stream: str, target: Wakeable) -> None:
+        self._targets[stream].discard(target)
 
     def wake(self, source: str, stream: str, partitions: Iterable[int] | None = None) -> None:
+        """Wake the readers of `stream`; `partitions` is accepted for sources that know them."""
         metrics.WAKEUPS.labels(source).inc()
-        by_partition = self._targets.get(stream)
-        if not by_partition:
-            return
-        chosen = by_partition.keys() if partitions is None else partitions
-        for partition in chosen:
-            for target in by_partition.get(partition, ()):
-                target.wake_up()
+        for target in self._targets.get(stream, ()):
+            target.wake_up()
 
     def wake_all(self, source: str) -> None:
         metrics.WAKEUPS.labels(source).inc()
-        for by_partition in self._targets.values():
-            for targets in by_partition.values():
-                for target in targets:
-                    target.wake_up()
+        for targets in self._targets.values():
+            for target in targets:
+                target.wake_up()
 
 
 @dataclass

@@ -1,15 +1,18 @@
-"""A partition worker: runs batches for one held lease until stopped, the backlog drained, or fenced."""
+"""A stream reader: runs the batches of one stream for every consumer partition this replica leases,
+until stopped. At most one batch transaction is in flight per reader (so per leased partition and
+consumer); the lease manager changes the leased set only between batches (it takes the lock)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import random
+from collections.abc import Iterable
 
 import asyncpg
 import structlog
 
-from floyo_pipeline.engine.batch import BatchRunner, Lease
+from floyo_pipeline.engine.batch import BatchRunner, Lease, LeaseKey
 from floyo_pipeline.engine.errors import LeaseLost, is_transient
 from floyo_pipeline.logs import get_logger
 
@@ -18,43 +21,63 @@ log = get_logger(__name__)
 TRANSIENT_BACKOFF_MAX_SECONDS = 5.0
 
 
-class PartitionWorker:
+class StreamReader:
     def __init__(
         self,
-        lease: Lease,
         runner: BatchRunner,
         pool: asyncpg.Pool,
         owner: str,
         concurrency: asyncio.Semaphore,
+        fenced_pause: float,
     ) -> None:
-        self.lease = lease
         self.runner = runner
+        self.stream = runner.stream
         self.pool = pool
         self.owner = owner
         self.concurrency = concurrency
+        self.fenced_pause = fenced_pause
+        self.leases: dict[LeaseKey, Lease] = {}
+        self.lock = asyncio.Lock()
         self.wake = asyncio.Event()
         self.stopping = False
-        self.lost = False
-        self.idle = asyncio.Event()
+
+    def wake_up(self) -> None:
+        self.wake.set()
 
     def stop(self) -> None:
         self.stopping = True
         self.wake.set()
 
+    async def add(self, leases: Iterable[Lease]) -> None:
+        async with self.lock:
+            for lease in leases:
+                self.leases[(lease.consumer, lease.partition)] = lease
+        self.wake.set()
+
+    async def remove(self, keys: Iterable[LeaseKey]) -> list[Lease]:
+        """Take leases away once the batch in flight (if any) has finished; returns them."""
+        async with self.lock:
+            return [self.leases.pop(k) for k in list(keys) if k in self.leases]
+
     async def run(self) -> None:
-        """Loop until stopped or fenced; a batch in flight always finishes (commit or rollback) first."""
-        structlog.contextvars.bind_contextvars(**self._where())
+        """Loop until stopped; a batch in flight always finishes (commit or rollback) first."""
+        structlog.contextvars.bind_contextvars(stream=self.stream)
         transient_failures = 0
         while not self.stopping:
             self.wake.clear()
-            self.idle.clear()
+            if not self.leases:
+                await self.wake.wait()
+                continue
             try:
-                async with self.concurrency, self.pool.acquire() as conn:
-                    result = await self.runner.run(conn, self.lease, self.owner)
-            except LeaseLost:
-                self.lost = True
-                log.warning("lease.lost")
-                return
+                async with self.concurrency, self.lock, self.pool.acquire() as conn:
+                    if self.stopping or not self.leases:
+                        continue
+                    result = await self.runner.run(conn, self.leases, self.owner)
+            except LeaseLost as lost:
+                # The lease manager's next tick finds out which partitions are gone and removes them.
+                log.warning("lease.lost", reason=str(lost))
+                await self._sleep_or_wake(self.fenced_pause)
+                continue
             except Exception as err:
                 if not is_transient(err):
                     raise
@@ -65,22 +88,23 @@ class PartitionWorker:
                 log.warning("batch.retrying", error_class=type(err).__name__, delay=round(delay, 3))
                 await self._sleep_or_wake(delay)
                 continue
-            finally:
-                self.idle.set()
             transient_failures = 0
-            if result.fetched:
+            for consumer, outcome in result.consumers.items():
                 log.info(
                     "batch.committed",
-                    batch_size=result.fetched,
+                    consumer=consumer,
+                    batch_size=outcome.rows,
                     duration=round(result.seconds, 4),
-                    position=self.lease.position_id,
-                    dead_lettered=len(result.dead),
-                    **dict(result.outcomes),
+                    partitions=len({p for c, p in self.leases if c == consumer}),
+                    dead_lettered=len(outcome.dead),
+                    **dict(outcome.outcomes),
                 )
-                for dead in result.dead:
+                for dead in outcome.dead:
                     log.warning(
                         "row.dead_lettered",
+                        consumer=consumer,
                         row_id=dead.row_id,
+                        partition=dead.partition,
                         error_class=dead.error_class,
                         attempts=dead.attempts,
                     )
@@ -92,10 +116,3 @@ class PartitionWorker:
     async def _sleep_or_wake(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.wake.wait(), timeout=seconds)
-
-    def _where(self) -> dict[str, object]:
-        return {
-            "consumer": self.lease.consumer,
-            "stream": self.lease.stream,
-            "partition": self.lease.partition,
-        }

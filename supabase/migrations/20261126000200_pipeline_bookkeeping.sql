@@ -13,6 +13,12 @@ insert into floyo_pipeline.streams (stream, partitions)
 values ('telemetry_events', 64), ('metrics_log', 1)
 on conflict (stream) do nothing;
 
+-- The partition of a user: a stable hash into 64 partitions, the last byte of the uuid (uniform for
+-- random uuids). An inlinable SQL function, so queries compute it cheaply and nothing is stored.
+create or replace function floyo_pipeline.user_partition(user_id uuid) returns integer
+language sql immutable parallel safe
+as $$ select get_byte(uuid_send(user_id), 15) % 64 $$;
+
 -- One row per (consumer, stream, partition): the cursor and the lease that fences it.
 -- The cursor is (position, pending): every row at or before position_txid/position_id has been
 -- processed, except rows of the pending transactions after their pending_after_ids.
@@ -22,10 +28,9 @@ create table if not exists floyo_pipeline.checkpoints (
   partition integer not null check (partition >= 0),
   position_txid xid8 not null default '0'::xid8,
   position_id bigint not null default 0,
-  -- Transactions that were still open when the cursor passed their id, and the last row id of
-  -- each already processed: their rows are read when they commit (parallel arrays).
-  pending_txids xid8[] not null default '{}',
-  pending_after_ids bigint[] not null default '{}',
+  -- Transactions that were still open when the cursor passed their id, each with the last row id
+  -- of it already processed ({"txid": id}): their rows are read when they commit.
+  pending jsonb not null default '{}'::jsonb check (jsonb_typeof(pending) = 'object'),
   processed_total bigint not null default 0,
   lease_owner text,
   lease_expires_at timestamptz,
@@ -69,6 +74,7 @@ end
 $$;
 
 grant usage on schema floyo_pipeline to floyo_pipeline_worker;
+grant execute on function floyo_pipeline.user_partition(uuid) to floyo_pipeline_worker;
 grant select, insert, update, delete on all tables in schema floyo_pipeline to floyo_pipeline_worker;
 alter default privileges in schema floyo_pipeline
   grant select, insert, update, delete on tables to floyo_pipeline_worker;

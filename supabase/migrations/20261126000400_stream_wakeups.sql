@@ -1,15 +1,13 @@
--- Wake-up hints for the pipeline: one NOTIFY per insert statement (naming the stream and the
--- partitions it touched) and membership of the Supabase Realtime publication. Hints only: the
--- durable position is the checkpoint, so a lost hint delays and never loses.
+-- Wake-up hints for the pipeline: one NOTIFY per insert statement, naming the stream, and
+-- membership of the Supabase Realtime publication. Hints only: the durable position is the
+-- checkpoint, so a lost hint delays and never loses. No transition table: it would cost every
+-- insert a copy of its rows.
 
 create or replace function floyo_pipeline.notify_stream_insert() returns trigger
 language plpgsql
 as $$
 begin
-  perform pg_notify(
-    'floyo_pipeline',
-    tg_table_name || ':' || coalesce(
-      (select string_agg(distinct pipeline_partition::text, ',') from new_rows), ''));
+  perform pg_notify('floyo_pipeline', tg_table_name);
   return null;
 end
 $$;
@@ -17,13 +15,11 @@ $$;
 drop trigger if exists telemetry_events_notify on public.telemetry_events;
 create trigger telemetry_events_notify
   after insert on public.telemetry_events
-  referencing new table as new_rows
   for each statement execute function floyo_pipeline.notify_stream_insert();
 
 drop trigger if exists metrics_log_notify on public.metrics_log;
 create trigger metrics_log_notify
   after insert on public.metrics_log
-  referencing new table as new_rows
   for each statement execute function floyo_pipeline.notify_stream_insert();
 
 do $$

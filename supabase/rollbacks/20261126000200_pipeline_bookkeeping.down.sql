@@ -22,4 +22,5 @@ drop table if exists floyo_pipeline.dead_letters;
 drop table if exists floyo_pipeline.replicas;
 drop table if exists floyo_pipeline.checkpoints;
 drop table if exists floyo_pipeline.streams;
+drop function if exists floyo_pipeline.user_partition(uuid);
 drop schema if exists floyo_pipeline;

@@ -8,10 +8,15 @@ from typing import Any
 import asyncpg
 
 
+def _loads(text: str) -> Any:
+    # Most telemetry metadata is empty: skip the JSON parser for it (a fresh dict each time).
+    return {} if text == "{}" else json.loads(text)
+
+
 async def init_connection(conn: asyncpg.Connection) -> None:
     for typename in ("json", "jsonb"):
         await conn.set_type_codec(
-            typename, encoder=json.dumps, decoder=json.loads, schema="pg_catalog", format="text"
+            typename, encoder=json.dumps, decoder=_loads, schema="pg_catalog", format="text"
         )
 
 

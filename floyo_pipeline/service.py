@@ -16,6 +16,8 @@ from functools import partial
 
 import anyio
 import asyncpg
+from anyio import TASK_STATUS_IGNORED
+from anyio.abc import TaskStatus
 
 from floyo_pipeline.api import Consumer
 from floyo_pipeline.config import Settings
@@ -55,8 +57,9 @@ def default_replica_id() -> str:
     return os.environ.get("FLY_MACHINE_ID") or f"{socket.gethostname()}-{os.getpid()}"
 
 
-async def _watch_signals(runtime: Runtime) -> None:
+async def _watch_signals(runtime: Runtime, *, task_status: TaskStatus[None] = TASK_STATUS_IGNORED) -> None:
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        task_status.started()
         async for signum in signals:
             if runtime.stopping.is_set():
                 log.warning("service.forced_exit", signal=signal.Signals(signum).name)
@@ -120,15 +123,16 @@ async def run_service(
         await manager.prepare()
         all_sources: list[WakeupSource] = [PollSource(settings.poll_interval_seconds), *sources]
         runtime = Runtime(settings, pool, manager, hub, all_sources, stopping or asyncio.Event())
-        log.info(
-            "service.started",
-            replica_id=replica_id,
-            consumers=[c.name for c in consumers],
-            wakeup=settings.wakeup.value,
-            batch_size=settings.batch_size,
-        )
         async with anyio.create_task_group() as tg:
-            tg.start_soon(_watch_signals, runtime, name="signals")
+            # Signals are handled from here on: "service.started" means SIGTERM drains gracefully.
+            await tg.start(_watch_signals, runtime, name="signals")
+            log.info(
+                "service.started",
+                replica_id=replica_id,
+                consumers=[c.name for c in consumers],
+                wakeup=settings.wakeup.value,
+                batch_size=settings.batch_size,
+            )
             tg.start_soon(_grace_timer, runtime, tg.cancel_scope, name="grace")
             for source in all_sources:
                 name = f"source:{source.health.name}"

@@ -82,6 +82,9 @@ async def running_service(
     settings.setdefault("poll_interval_seconds", 0.5)
     settings.setdefault("lease_ttl_seconds", 3)
     settings.setdefault("http_port", 0)
+    # Scheduled jobs only where a test asks for them (a run crossing 02:00 UTC must not clean up).
+    settings.setdefault("retention_schedule", "0")
+    settings.setdefault("metrics_snapshot_schedule", "0")
     config = load_settings(database_url=url, **settings)
     stopping = asyncio.Event()
     chosen = [NotifySource(url)] if sources is None else list(sources)
@@ -104,6 +107,8 @@ class ServiceProcess:
             "FLOYO_HTTP_PORT": "0",
             "FLOYO_POLL_INTERVAL_SECONDS": "0.5",
             "FLOYO_LEASE_TTL_SECONDS": "3",
+            "FLOYO_RETENTION_SCHEDULE": "0",
+            "FLOYO_METRICS_SNAPSHOT_SCHEDULE": "0",
             "PYTHONPATH": str(ROOT),
             **(env or {}),
         }

@@ -290,3 +290,29 @@ def unrouted(consumer: str) -> float:
         {"stream": "telemetry_events", "consumer": consumer, "outcome": "unrouted"},
     )
     return value or 0.0
+
+
+async def test_replay_since_reprocesses_only_later_rows(
+    effects_db: TestDatabase, admin: asyncpg.Connection
+) -> None:
+    users = await make_users(admin, 10)
+    await insert_events(admin, users, 5)
+    since = await admin.fetchval("select clock_timestamp()")
+    await insert_events(admin, users, 3)
+    async with running_service(effects_db.service_url, [EffectRecorder()]):
+        await wait_for_effects(admin, 80)
+    later = await admin.fetchval("select count(*) from public.telemetry_events where created_at >= $1", since)
+    assert later == 30
+    await admin.execute(
+        "delete from public.test_effects"
+        " where row_id in (select id from public.telemetry_events where created_at >= $1)",
+        since,
+    )
+    service = await connect(effects_db.service_url)
+    assert await replay(service, "recorder", since, force=False) > 0
+    await service.close()
+    async with running_service(effects_db.service_url, [EffectRecorder()]):
+        await wait_for_effects(admin, 80)
+    # Earlier rows were not handed over again (a second effect row would have been a dead letter).
+    assert await admin.fetchval("select count(*) from floyo_pipeline.dead_letters") == 0
+    await assert_exactly_once_in_order(admin, "recorder", 80)

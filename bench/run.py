@@ -136,7 +136,7 @@ def peak_rss_mib(pid: int) -> float:
 class Service:
     """The real CLI (`floyo-pipeline run`) with the analyzers, as a subprocess."""
 
-    def __init__(self, url: str, port: int, batch_size: int) -> None:
+    def __init__(self, url: str, port: int, batch_size: int, readers: int) -> None:
         env = {
             **os.environ,
             "DATABASE_URL": url,
@@ -144,6 +144,7 @@ class Service:
             "FLOYO_HTTP_HOST": "127.0.0.1",
             "FLOYO_LOG_LEVEL": "warning",
             "FLOYO_BATCH_SIZE": str(batch_size),
+            "FLOYO_READERS_PER_STREAM": str(readers),
             "FLOYO_WAKEUP": "notify",
         }
         self.port = port
@@ -286,7 +287,11 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         await prepare_template(admin_url)
         db = await create_test_database(admin_url)
         conn = await connect(db.admin_url)
-        results: dict[str, Any] = {"rows": args.rows, "machine": {"cpus": os.cpu_count()}}
+        results: dict[str, Any] = {
+            "rows": args.rows,
+            "machine": {"cpus": os.cpu_count()},
+            "service": {"batch_size": args.batch_size, "readers_per_stream": args.readers},
+        }
         users = await seed_users(conn, args.users)
         await conn.execute(RAW_TABLE)
         sample = synthetic_rows(users, args.ceiling_rows, seed=1, start=datetime(2026, 1, 1, tzinfo=UTC))
@@ -318,7 +323,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         del backlog
         await conn.execute("vacuum analyze public.telemetry_events")
         port = free_port()
-        service = Service(db.service_url, port, args.batch_size)
+        service = Service(db.service_url, port, args.batch_size, args.readers)
         started = time.perf_counter()
         await service.ready()
         while not await caught_up(conn, args.rows):
@@ -351,9 +356,10 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def report(results: dict[str, Any]) -> None:
-    c, i, k = results["ceiling"], results["ingest"], results["catch_up"]
+    c, i, k, svc = results["ceiling"], results["ingest"], results["catch_up"], results["service"]
     lines = [
-        f"floyo-pipeline benchmark ({results['rows']:,} row backlog, {results['machine']['cpus']} cpus)",
+        f"floyo-pipeline benchmark ({results['rows']:,} row backlog, {results['machine']['cpus']} cpus, "
+        f"batch size {svc['batch_size']}, {svc['readers_per_stream']} readers per stream)",
         "",
         "Postgres ceiling (telemetry rows)",
         f"  batched insert          {c['batched_insert_rows_per_s']:>10,} rows/s",
@@ -382,7 +388,8 @@ if __name__ == "__main__":
     parser.add_argument("--rows", type=int, default=1_000_000, help="backlog size for the catch-up")
     parser.add_argument("--users", type=int, default=2000)
     parser.add_argument("--ceiling-rows", type=int, default=200_000, help="rows per insert-rate measurement")
-    parser.add_argument("--batch-size", type=int, default=1000, help="FLOYO_BATCH_SIZE of the service")
+    parser.add_argument("--batch-size", type=int, default=5000, help="FLOYO_BATCH_SIZE of the service")
+    parser.add_argument("--readers", type=int, default=4, help="FLOYO_READERS_PER_STREAM of the service")
     parser.add_argument("--steady-seconds", type=float, default=10.0)
     outcome = asyncio.run(main(parser.parse_args()))
     report(outcome)

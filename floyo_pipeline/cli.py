@@ -73,7 +73,7 @@ _SETTING_FLAGS: list[tuple[str, str, str, type]] = [
     (
         "--readers-per-stream",
         "readers_per_stream",
-        "readers per stream, each over a share of the partitions (FLOYO_READERS_PER_STREAM, default 2)",
+        "readers per stream, each over a share of the partitions (FLOYO_READERS_PER_STREAM, default 4)",
         int,
     ),
     (

@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     lease_ttl_seconds: float = Field(default=15.0, ge=1, le=3600)
     shutdown_grace_seconds: float = Field(default=25.0, gt=0, le=3600)
     max_concurrency: int = Field(default=6, ge=1, le=256)
-    readers_per_stream: int = Field(default=2, ge=1, le=64)
+    readers_per_stream: int = Field(default=4, ge=1, le=64)
     data_dir: Path = Path(".floyo")
     replica_id: str | None = Field(default=None, min_length=1, max_length=200)
     retention_schedule: str = "0 2 * * *"

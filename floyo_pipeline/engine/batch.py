@@ -27,7 +27,7 @@ from floyo_pipeline.rows import STREAM_MODELS
 
 MAX_ERROR_MESSAGE = 2000
 LATENCY_SAMPLE = 100
-IDLE_PERSIST_SECONDS = 1.0
+IDLE_PERSIST_SECONDS = 5.0
 
 LeaseKey = tuple[str, int]  # (consumer, partition) within one stream
 
@@ -133,6 +133,10 @@ class BatchResult:
         return [d for c in self.consumers.values() for d in c.dead]
 
 
+class _HandlerFailed(Exception):
+    """A handler raised in the fast path (no savepoints): the batch is run again, carefully."""
+
+
 def advanced_any(leases: Mapping[LeaseKey, Lease], advanced: Mapping[LeaseKey, Lease]) -> bool:
     return any(
         a.position != leases[k].position or a.pending != leases[k].pending for k, a in advanced.items()
@@ -174,7 +178,20 @@ class BatchRunner:
     async def run(
         self, conn: asyncpg.Connection, leases: Mapping[LeaseKey, Lease], owner: str
     ) -> BatchResult:
-        """Process at most one batch over the leases; on commit, advances `leases` in place."""
+        """Process at most one batch over the leases; on commit, advances `leases` in place.
+
+        Handlers first run without savepoints (fewer round trips); if one fails, the transaction is
+        rolled back and the batch runs again with a savepoint per handler call, which lets the
+        retries and the isolation of failing rows keep everything else.
+        """
+        try:
+            return await self._run_once(conn, leases, owner, savepoints=False)
+        except _HandlerFailed:
+            return await self._run_once(conn, leases, owner, savepoints=True)
+
+    async def _run_once(
+        self, conn: asyncpg.Connection, leases: Mapping[LeaseKey, Lease], owner: str, *, savepoints: bool
+    ) -> BatchResult:
         result = BatchResult()
         started = time.perf_counter()
         async with conn.transaction():
@@ -206,7 +223,7 @@ class BatchRunner:
                 self._unstored = unstored
                 self._adopt(leases, advanced)
                 return result
-            await self._apply_all(conn, leases, mine, result)
+            await self._apply_all(conn, leases, mine, result, savepoints)
             await self._store(conn, owner, changed, result)
             result.created_ats = [r["created_at"].timestamp() for r in (*late.rows, *forward.rows)]
         self._unstored = unstored and not persist_all
@@ -223,6 +240,7 @@ class BatchRunner:
         leases: Mapping[LeaseKey, Lease],
         mine: Mapping[LeaseKey, list[asyncpg.Record]],
         result: BatchResult,
+        savepoints: bool,
     ) -> None:
         """Validate each row once, then run each consumer on its rows in (txid, id) order."""
         validated: dict[int, StreamRow | ValidationError] = {}
@@ -260,7 +278,10 @@ class BatchRunner:
                     rows.append(row)
                 else:
                     outcome.outcomes["unrouted"] += 1
-            await self._apply(conn, consumer, rows, outcome)
+            if savepoints:
+                await self._apply(conn, consumer, rows, outcome)
+            elif rows:
+                await self._apply_directly(conn, consumer, rows, outcome)
 
     async def _store(
         self, conn: asyncpg.Connection, owner: str, changed: list[Lease], result: BatchResult
@@ -334,6 +355,20 @@ class BatchRunner:
         )
         rows = [r for r in records if r["id"] is not None]
         return Read(rows, set(records[0]["in_progress"]), len(rows) < limit)
+
+    async def _apply_directly(
+        self, conn: asyncpg.Connection, consumer: Consumer, rows: list[StreamRow], result: ConsumerResult
+    ) -> None:
+        ctx = BatchContext(conn)
+        partitions = tuple(sorted({r.pipeline_partition for r in rows}))
+        try:
+            await consumer.handle(Batch(consumer.name, self.stream, partitions, rows), ctx)
+        except Exception as err:
+            if is_transient(err):
+                raise
+            raise _HandlerFailed(consumer.name) from err
+        result.outcomes.update(ctx.outcomes)
+        result.outcomes["processed"] += len(rows) - sum(ctx.outcomes.values())
 
     async def _apply(
         self, conn: asyncpg.Connection, consumer: Consumer, rows: list[StreamRow], result: ConsumerResult

@@ -39,7 +39,7 @@ class EngineConfig:
     lease_ttl: float
     max_concurrency: int
     retry: RetryPolicy = field(default_factory=RetryPolicy)
-    readers_per_stream: int = 2
+    readers_per_stream: int = 4
 
     @property
     def tick(self) -> float:

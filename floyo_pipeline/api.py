@@ -1,8 +1,9 @@
 """The engine's public consumer API: the only part of floyo_pipeline that consumers import.
 
-A consumer declares its name and subscriptions and handles one batch at a time: the rows of one
-partition of one stream, in ingestion order, inside the transaction that also advances its checkpoint.
-Everything it writes through `BatchContext` commits together with that checkpoint, or not at all.
+A consumer declares its name and subscriptions and handles one batch at a time: rows of one stream
+(from the partitions this replica leases), each user's rows in ingestion order, inside the
+transaction that also advances its checkpoints. Everything it writes through `BatchContext` commits
+together with those checkpoints, or not at all.
 """
 
 from __future__ import annotations

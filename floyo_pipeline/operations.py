@@ -9,8 +9,12 @@ from typing import Any
 import asyncpg
 
 from floyo_pipeline.api import Batch, BatchContext, Consumer
+from floyo_pipeline.engine.decode import Rejected, RowDecoder
+from floyo_pipeline.engine.streams import STREAMS
 from floyo_pipeline.queries import Q
-from floyo_pipeline.rows import STREAM_MODELS
+
+# An operator retrying one row by hand may read a larger row than a batch would.
+RETRY_MAX_ROW_BYTES = 64 * 1024 * 1024
 
 
 class OperationError(Exception):
@@ -24,8 +28,8 @@ def _iso(value: datetime | None) -> str | None:
 async def status(conn: asyncpg.Connection) -> dict[str, Any]:
     """Per consumer, stream and partition: position, lag, lease; dead-letter counts."""
     partitions: list[dict[str, Any]] = []
-    for stream in STREAM_MODELS:
-        for r in await conn.fetch(Q[f"status_{stream}"]):
+    for stream in STREAMS.values():
+        for r in await conn.fetch(stream.queries["status"]):
             partitions.append(
                 {
                     "consumer": r["consumer"],
@@ -77,8 +81,8 @@ async def replay(conn: asyncpg.Connection, consumer: str, since: datetime | None
             status_text = await conn.execute(Q["replay_from_start"], consumer)
             return int(status_text.split()[-1])
         moved = 0
-        for stream in STREAM_MODELS:
-            moved += int((await conn.execute(Q[f"replay_since_{stream}"], consumer, since)).split()[-1])
+        for stream in STREAMS.values():
+            moved += int((await conn.execute(stream.queries["replay_since"], consumer, since)).split()[-1])
         return moved
 
 
@@ -109,10 +113,15 @@ async def retry_dead_letter(conn: asyncpg.Connection, consumers: Sequence[Consum
         consumer = by_name.get(dead["consumer"])
         if consumer is None:
             raise OperationError(f"dead letter {dead_id}: unknown consumer {dead['consumer']!r}")
-        record = await conn.fetchrow(Q[f"fetch_row_{dead['stream']}"], dead["row_id"])
+        stream = STREAMS[dead["stream"]]
+        record = await conn.fetchrow(stream.queries["fetch_row"], dead["row_id"], RETRY_MAX_ROW_BYTES)
         if record is None:
             raise OperationError(f"dead letter {dead_id}: row {dead['row_id']} no longer exists")
-        row = STREAM_MODELS[dead["stream"]].model_validate(dict(record))
+        row = RowDecoder(stream, RETRY_MAX_ROW_BYTES).decode(record)
+        if isinstance(row, Rejected):
+            raise OperationError(
+                f"dead letter {dead_id}: row {dead['row_id']} still unreadable: {row.message}"
+            )
         await consumer.handle(
             Batch(consumer.name, dead["stream"], (dead["partition"],), [row]), BatchContext(conn)
         )

@@ -116,6 +116,8 @@ async def run_service(
             lease_ttl=settings.lease_ttl_seconds,
             max_concurrency=settings.max_concurrency,
             readers_per_stream=settings.readers_per_stream,
+            batch_max_bytes=settings.batch_max_bytes,
+            max_row_bytes=settings.max_row_bytes,
             retry=retry or RetryPolicy(),
         )
         hub = WakeHub()

@@ -6,7 +6,7 @@ import asyncpg
 import pytest
 
 from floyo_pipeline.db import connect
-from floyo_pipeline.engine.batch import BatchRunner, Lease
+from floyo_pipeline.engine.batch import BatchRunner, Lease, ReadLimits
 from floyo_pipeline.engine.errors import LeaseLost
 from floyo_pipeline.engine.leases import EngineConfig, LeaseManager
 from floyo_pipeline.engine.wakeups import LISTEN_APPLICATION_NAME, WakeHub
@@ -166,7 +166,7 @@ async def test_fenced_replica_cannot_commit(effects_db: TestDatabase, admin: asy
     taken = await service.fetch(Q["lease_claim"], "replica-b", ["recorder"], 30.0, 64)
     assert [r["partition"] for r in taken] == [partition]
     with pytest.raises(LeaseLost):
-        runner = BatchRunner("telemetry_events", [consumer], 10)
+        runner = BatchRunner("telemetry_events", [consumer], ReadLimits(10))
         await runner.run(service, {("recorder", partition): lease_a}, "replica-a")
     assert await count_effects(admin) == 0
     position = await admin.fetchval(

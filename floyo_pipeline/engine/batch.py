@@ -15,17 +15,20 @@ import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import asyncpg
-from pydantic import ValidationError
 
 from floyo_pipeline import metrics
 from floyo_pipeline.api import Batch, BatchContext, Consumer, StreamRow
+from floyo_pipeline.engine.decode import Rejected, RowDecoder, error_text
 from floyo_pipeline.engine.errors import LeaseLost, is_transient
+from floyo_pipeline.engine.streams import STREAMS
+from floyo_pipeline.logs import get_logger
 from floyo_pipeline.queries import Q
-from floyo_pipeline.rows import STREAM_MODELS
 
-MAX_ERROR_MESSAGE = 2000
+log = get_logger(__name__)
+
 LATENCY_SAMPLE = 100
 IDLE_PERSIST_SECONDS = 5.0
 
@@ -64,11 +67,21 @@ class Lease:
 
 @dataclass
 class Read:
-    """Rows from one statement and the transactions that were open in its snapshot."""
+    """Rows from one statement and the transactions that were open in its snapshot; `complete` when
+    the statement returned every row it could (no row or byte limit cut it short)."""
 
     rows: list[asyncpg.Record]
     in_progress: set[int]
     complete: bool
+
+
+@dataclass(frozen=True)
+class ReadLimits:
+    """How much one batch reads: rows, bytes of text and JSON, and the largest row it will read."""
+
+    rows: int
+    batch_bytes: int = 4 * 1024 * 1024
+    row_bytes: int = 4 * 1024 * 1024
 
 
 def advance_cursor(lease: Lease, late: Read, forward: Read, processed: int) -> Lease:
@@ -124,6 +137,8 @@ class ConsumerResult:
 @dataclass
 class BatchResult:
     fetched: int = 0
+    more: bool = False
+    """The reads stopped at a row or byte limit: there is more to read now."""
     consumers: dict[str, ConsumerResult] = field(default_factory=dict)
     created_ats: list[float] = field(default_factory=list)
     seconds: float = 0.0
@@ -150,28 +165,34 @@ def _by_partition(records: Sequence[asyncpg.Record]) -> dict[int, list[asyncpg.R
     return grouped
 
 
-def _error_text(err: BaseException) -> str:
-    if isinstance(err, ValidationError):
-        # Pydantic's own text quotes the offending input; dead letters name fields, never values.
-        text = "; ".join(
-            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors(include_input=False)
-        )
-    else:
-        text = str(err)
-    return text[:MAX_ERROR_MESSAGE] or type(err).__name__
+def _within_limits(records: Sequence[asyncpg.Record], limit: int) -> tuple[list[asyncpg.Record], bool]:
+    """The rows of a read up to its byte budget, and whether the read got every row there was."""
+    rows = [r for r in records if r["id"] is not None]
+    kept = rows
+    for i, record in enumerate(rows):
+        if not record["pipeline_fits"]:
+            kept = rows[:i]
+            break
+    return kept, len(rows) < limit and len(kept) == len(rows)
 
 
 class BatchRunner:
     """Runs batches of one stream for the consumers that subscribe to it."""
 
     def __init__(
-        self, stream: str, consumers: Sequence[Consumer], batch_size: int, retry: RetryPolicy | None = None
+        self,
+        stream: str,
+        consumers: Sequence[Consumer],
+        limits: ReadLimits,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self.stream = stream
         self.consumers = {c.name: c for c in consumers}
-        self.batch_size = batch_size
+        self.limits = limits
+        self.batch_size = limits.rows
         self.retry = retry or RetryPolicy()
-        self.model = STREAM_MODELS[stream]
+        self.queries = STREAMS[stream].queries
+        self.decoder = RowDecoder(STREAMS[stream], limits.row_bytes)
         self._persisted_all_at = 0.0
         self._unstored = False
 
@@ -200,6 +221,7 @@ class BatchRunner:
             if late.complete:
                 forward = await self._read_forward(conn, leases, self.batch_size - len(late.rows))
             result.fetched = len(late.rows) + len(forward.rows)
+            result.more = not (late.complete and forward.complete)
             late_by = _by_partition(late.rows)
             forward_by = _by_partition(forward.rows)
             mine = {
@@ -225,7 +247,11 @@ class BatchRunner:
                 return result
             await self._apply_all(conn, leases, mine, result, savepoints)
             await self._store(conn, owner, changed, result)
-            result.created_ats = [r["created_at"].timestamp() for r in (*late.rows, *forward.rows)]
+            result.created_ats = [
+                r["created_at"].timestamp()
+                for r in (*late.rows, *forward.rows)
+                if r["created_at"] is not None
+            ]
         self._unstored = unstored and not persist_all
         self._adopt(leases, advanced)
         if persist_all:
@@ -242,15 +268,12 @@ class BatchRunner:
         result: BatchResult,
         savepoints: bool,
     ) -> None:
-        """Validate each row once, then run each consumer on its rows in (txid, id) order."""
-        validated: dict[int, StreamRow | ValidationError] = {}
+        """Decode each row once, then run each consumer on its rows in (txid, id) order."""
+        validated: dict[int, StreamRow | Rejected] = {}
         for records in mine.values():
             for record in records:
                 if record["id"] not in validated:
-                    try:
-                        validated[record["id"]] = self.model.model_validate(dict(record))
-                    except ValidationError as err:
-                        validated[record["id"]] = err
+                    validated[record["id"]] = self.decoder.decode(record)
         for name, consumer in self.consumers.items():
             records = sorted(
                 (r for (c, _), rs in mine.items() if c == name for r in rs),
@@ -263,15 +286,10 @@ class BatchRunner:
             rows: list[StreamRow] = []
             for record in records:
                 row = validated[record["id"]]
-                if isinstance(row, ValidationError):
+                if isinstance(row, Rejected):
                     outcome.dead.append(
                         DeadLetter(
-                            name,
-                            record["pipeline_partition"],
-                            record["id"],
-                            type(row).__name__,
-                            _error_text(row),
-                            1,
+                            name, record["pipeline_partition"], record["id"], row.error_class, row.message, 1
                         )
                     )
                 elif subscription is not None and subscription.wants(row):
@@ -326,17 +344,23 @@ class BatchRunner:
         if not txids:
             return Read([], set(), True)
         partitions = sorted({p for _, p in leases})
-        records = await conn.fetch(Q[f"fetch_pending_{self.stream}"], txids, partitions, self.batch_size)
+        records = await self._fetch(
+            conn,
+            "fetch_pending",
+            txids,
+            partitions,
+            self.batch_size,
+            self.limits.batch_bytes,
+            self.limits.row_bytes,
+        )
+        rows, complete = _within_limits(records, self.batch_size)
         by_partition: dict[int, list[Lease]] = {}
         for (_, p), lease in leases.items():
             by_partition.setdefault(p, []).append(lease)
         kept = [
-            r
-            for r in records
-            if r["id"] is not None
-            and any(lease.wants_late(r) for lease in by_partition[r["pipeline_partition"]])
+            r for r in rows if any(lease.wants_late(r) for lease in by_partition[r["pipeline_partition"]])
         ]
-        return Read(kept, set(records[0]["in_progress"]), len(records) < self.batch_size)
+        return Read(kept, set(records[0]["in_progress"]), complete)
 
     async def _read_forward(
         self, conn: asyncpg.Connection, leases: Mapping[LeaseKey, Lease], limit: int
@@ -350,11 +374,49 @@ class BatchRunner:
         for p, (txid, row_id) in lowest.items():
             txids[p], ids[p] = txid, row_id
         low = min(lowest.values())
-        records = await conn.fetch(
-            Q[f"fetch_forward_{self.stream}"], low[0], low[1], sorted(lowest), txids, ids, limit
+        records = await self._fetch(
+            conn,
+            "fetch_forward",
+            low[0],
+            low[1],
+            sorted(lowest),
+            txids,
+            ids,
+            limit,
+            self.limits.batch_bytes,
+            self.limits.row_bytes,
         )
-        rows = [r for r in records if r["id"] is not None]
-        return Read(rows, set(records[0]["in_progress"]), len(rows) < limit)
+        rows, complete = _within_limits(records, limit)
+        return Read(rows, set(records[0]["in_progress"]), complete)
+
+    async def _fetch(self, conn: asyncpg.Connection, name: str, *args: object) -> list[Any]:
+        """Run a batch read. Should decoding its result fail in the driver (a value no guard of the
+        stream's queries foresaw), read the keys again and each row on its own, so that only the rows
+        that cannot be read are rejected."""
+        try:
+            return list(await conn.fetch(self.queries[name], *args))
+        except Exception as err:
+            if is_transient(err):
+                raise
+            log.warning("batch.read_failed", stream=self.stream, query=name, error_class=type(err).__name__)
+        keys = list(await conn.fetch(self.queries[f"{name}_keys"], *args))
+        records: list[Any] = []
+        for key in keys:
+            if key["id"] is None or not key["pipeline_fits"]:
+                records.append(key)
+                continue
+            failure = "the row is gone"
+            try:
+                row = await conn.fetchrow(self.queries["fetch_row"], key["id"], self.limits.row_bytes)
+            except Exception as err:
+                if is_transient(err):
+                    raise
+                row, failure = None, f"the row could not be read: {type(err).__name__}: {error_text(err)}"
+            if row is None:
+                records.append({**dict(key), "created_at": None, "pipeline_error": failure})
+            else:
+                records.append({**dict(row), "in_progress": key["in_progress"], "pipeline_fits": True})
+        return records
 
     async def _apply_directly(
         self, conn: asyncpg.Connection, consumer: Consumer, rows: list[StreamRow], result: ConsumerResult
@@ -418,7 +480,7 @@ class BatchRunner:
                         row.pipeline_partition,
                         row.id,
                         type(err).__name__,
-                        _error_text(err),
+                        error_text(err),
                         tries + 1,
                     )
                 )

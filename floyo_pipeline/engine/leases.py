@@ -16,7 +16,7 @@ import asyncpg
 
 from floyo_pipeline import metrics
 from floyo_pipeline.api import Consumer
-from floyo_pipeline.engine.batch import BatchRunner, Lease, RetryPolicy
+from floyo_pipeline.engine.batch import BatchRunner, Lease, ReadLimits, RetryPolicy
 from floyo_pipeline.engine.errors import is_transient
 from floyo_pipeline.engine.wakeups import WakeHub
 from floyo_pipeline.engine.worker import StreamReader
@@ -40,6 +40,12 @@ class EngineConfig:
     max_concurrency: int
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     readers_per_stream: int = 4
+    batch_max_bytes: int = 4 * 1024 * 1024
+    max_row_bytes: int = 4 * 1024 * 1024
+
+    @property
+    def limits(self) -> ReadLimits:
+        return ReadLimits(self.batch_size, self.batch_max_bytes, self.max_row_bytes)
 
     @property
     def tick(self) -> float:
@@ -64,7 +70,7 @@ class LeaseManager:
         for stream in streams:
             subscribed = [c for c in self.consumers if c.subscription(stream) is not None]
             for group in range(config.readers_per_stream):
-                runner = BatchRunner(stream, subscribed, config.batch_size, config.retry)
+                runner = BatchRunner(stream, subscribed, config.limits, config.retry)
                 reader = StreamReader(runner, pool, config.replica_id, self.semaphore, config.tick)
                 self.readers[(stream, group)] = reader
         self.tasks: list[asyncio.Task[None]] = []

@@ -108,7 +108,7 @@ class StreamReader:
                         error_class=dead.error_class,
                         attempts=dead.attempts,
                     )
-            if result.fetched >= self.runner.batch_size:
+            if result.more:
                 await asyncio.sleep(0)
                 continue
             await self.wake.wait()

@@ -1,0 +1,123 @@
+"""The streams, each declared once: its row model, its table, its partition expression, and every query
+the engine runs against it, rendered from one template (floyo_pipeline/sql/templates/stream.sql).
+
+Columns come from the row model. How a column is read follows its type, so that no value a client can
+store makes a batch read fail in Python: timestamps outside what Python's datetime holds come back
+null, JSON comes back as text (decoded row by row, with limits), and text and JSON of a row larger
+than the per-row limit are not read at all.
+"""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import dataclass, field
+from datetime import datetime
+from importlib import resources
+from types import UnionType
+from typing import Literal
+
+from floyo_pipeline.queries import parse_queries
+from floyo_pipeline.rows import MetricsLogEntry, StreamRow, TelemetryEvent
+
+ColumnKind = Literal["plain", "time", "text", "json"]
+
+# Python's datetime spans years 1..9999; a day of margin keeps date arithmetic in range too.
+TIME_FLOOR = "0001-01-02 00:00:00+00"
+TIME_CEILING = "9999-12-30 00:00:00+00"
+KEY_COLUMNS = ("id", "pipeline_partition", "pipeline_txid")
+
+
+def column_kind(annotation: object) -> ColumnKind:
+    """How a model field is read: a timestamp, text, JSON, or a plain fixed-size value."""
+    if typing.get_origin(annotation) in (typing.Union, UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        annotation = args[0] if len(args) == 1 else annotation
+    if annotation is datetime:
+        return "time"
+    if annotation is str or typing.get_origin(annotation) is Literal:
+        return "text"
+    if annotation is dict or typing.get_origin(annotation) is dict:
+        return "json"
+    return "plain"
+
+
+def _select(name: str, kind: ColumnKind) -> str:
+    if kind == "time":
+        return (
+            f"case when r.{name} > '{TIME_FLOOR}' and r.{name} < '{TIME_CEILING}' then r.{name} end as {name}"
+        )
+    if kind == "text":
+        return f"case when r.pipeline_fits and r.pipeline_readable then r.{name} end as {name}"
+    if kind == "json":
+        return f"case when r.pipeline_fits and r.pipeline_readable then r.{name}::text end as {name}"
+    return f"r.{name}"
+
+
+def _size(name: str, kind: ColumnKind) -> str | None:
+    # octet_length of text reads the size from the toast header; JSON has no such function, so a
+    # compressed value is measured as text (only then is it decompressed).
+    if kind == "text":
+        return f"coalesce(octet_length(t.{name}), 0)"
+    if kind == "json":
+        return (
+            f"coalesce(case when pg_column_compression(t.{name}) is null then pg_column_size(t.{name}) "
+            f"else octet_length(t.{name}::text) end, 0)"
+        )
+    return None
+
+
+def _template() -> dict[str, str]:
+    text = resources.files("floyo_pipeline").joinpath("sql/templates/stream.sql").read_text(encoding="utf-8")
+    return parse_queries(text)
+
+
+_TEMPLATE = _template()
+QUERY_NAMES = tuple(_TEMPLATE)
+
+
+@dataclass(frozen=True)
+class Stream:
+    """A stream table: its rows are read in (pipeline_txid, id) order, per partition."""
+
+    model: type[StreamRow]
+    partition_sql: str
+    """The partition of a row, as SQL over the table alias `t`."""
+    queries: dict[str, str] = field(init=False, repr=False)
+    kinds: dict[str, ColumnKind] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        kinds = {
+            name: column_kind(info.annotation)
+            for name, info in self.model.model_fields.items()
+            if name not in KEY_COLUMNS
+        }
+        sizes = [s for s in (_size(n, k) for n, k in kinds.items()) if s is not None]
+        columns = ", ".join(
+            ["r.id", "r.pipeline_partition", "r.pipeline_txid"] + [_select(n, k) for n, k in kinds.items()]
+        )
+        keys = ", ".join(f"r.{name}" for name in KEY_COLUMNS)
+        values = {
+            "stream": self.name,
+            "table": f"public.{self.name}",
+            "partition": self.partition_sql,
+            "row_bytes": " + ".join(sizes) or "0",
+        }
+        queries = {name: sql.format(columns=columns, **values) for name, sql in _TEMPLATE.items()}
+        # The same reads with only the keys: what is left to read when a batch read itself fails.
+        for name in ("fetch_forward", "fetch_pending"):
+            queries[f"{name}_keys"] = _TEMPLATE[name].format(columns=keys, **values)
+        object.__setattr__(self, "kinds", kinds)
+        object.__setattr__(self, "queries", queries)
+
+    @property
+    def name(self) -> str:
+        return self.model.__table__
+
+
+STREAMS: dict[str, Stream] = {
+    stream.name: stream
+    for stream in (
+        Stream(TelemetryEvent, "floyo_pipeline.user_partition(t.user_id)"),
+        Stream(MetricsLogEntry, "0"),
+    )
+}

@@ -30,6 +30,8 @@ from floyo_pipeline.logs import get_logger
 log = get_logger(__name__)
 
 FORCED_EXIT_CODE = 130
+# Of the shutdown grace: waiting for batches in flight, then releasing leases and closing the rest.
+DRAIN_SHARE = 0.7
 
 
 class StartupError(Exception):
@@ -69,9 +71,10 @@ async def _watch_signals(runtime: Runtime, *, task_status: TaskStatus[None] = TA
 
 
 async def _grace_timer(runtime: Runtime, scope: anyio.CancelScope) -> None:
-    """Past the grace period the batch in flight is abandoned (its transaction rolls back whole)."""
+    """The backstop: the engine abandons a batch past DRAIN_SHARE of the grace and releases its leases;
+    whatever still runs when the grace is over is cancelled."""
     await runtime.stopping.wait()
-    await anyio.sleep(runtime.settings.shutdown_grace_seconds * 0.9)
+    await anyio.sleep(runtime.settings.shutdown_grace_seconds)
     log.warning("service.grace_exceeded", grace_seconds=runtime.settings.shutdown_grace_seconds)
     scope.cancel()
 
@@ -118,6 +121,7 @@ async def run_service(
             readers_per_stream=settings.readers_per_stream,
             batch_max_bytes=settings.batch_max_bytes,
             max_row_bytes=settings.max_row_bytes,
+            drain_seconds=settings.shutdown_grace_seconds * DRAIN_SHARE,
             retry=retry or RetryPolicy(),
         )
         hub = WakeHub()

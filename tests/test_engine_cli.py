@@ -46,8 +46,8 @@ def cli(db: TestDatabase, *args: str) -> subprocess.CompletedProcess[str]:
 
 async def leases_by_owner(conn: asyncpg.Connection) -> dict[str | None, int]:
     rows = await conn.fetch(
-        "select lease_owner, count(*) as n from floyo_pipeline.checkpoints"
-        " where lease_expires_at > now() or lease_owner is null group by lease_owner"
+        "select split_part(lease_owner, '#', 1) as lease_owner, count(*) as n from floyo_pipeline.checkpoints"
+        " where lease_expires_at > now() or lease_owner is null group by 1"
     )
     return {r["lease_owner"]: r["n"] for r in rows}
 
@@ -136,6 +136,55 @@ async def test_sigterm_during_a_batch_exits_0_and_releases_leases(
     await wait_for_effects(admin, 400)
     assert await other.stop() == 0
     await assert_exactly_once_in_order(admin, "recorder", 400)
+
+
+async def test_kill_9_then_a_restart_under_the_same_replica_id_resumes_at_once(
+    effects_db: TestDatabase, admin: asyncpg.Connection
+) -> None:
+    users = await make_users(admin, 8)
+    await insert_events(admin, users, 25)
+    # A lease TTL far longer than the test: only a takeover by the new incarnation can resume it.
+    env = {"FLOYO_REPLICA_ID": "machine-1", "FLOYO_LEASE_TTL_SECONDS": "600"}
+    first = service(effects_db, **env).start()
+    await wait_for_effects(admin, 200)
+    first.kill()
+    await insert_events(admin, users, 25)
+    again = service(effects_db, **env).start()
+    await wait_for_effects(admin, 400, timeout=30)
+    owners = await admin.fetch("select distinct lease_owner from floyo_pipeline.checkpoints")
+    assert len(owners) == 1 and owners[0]["lease_owner"].startswith("machine-1#")
+    assert await again.stop() == 0
+    await assert_exactly_once_in_order(admin, "recorder", 400)
+
+
+async def test_a_drain_past_its_grace_releases_the_leases_and_a_restart_resumes(
+    effects_db: TestDatabase, admin: asyncpg.Connection
+) -> None:
+    users = await make_users(admin, 4)
+    await insert_events(admin, users, 10)
+    env = {"FLOYO_REPLICA_ID": "machine-1", "FLOYO_LEASE_TTL_SECONDS": "600"}
+    stuck = service(
+        effects_db,
+        FLOYO_BATCH_SIZE="5",
+        FLOYO_TEST_HANDLER_DELAY="60",
+        FLOYO_SHUTDOWN_GRACE_SECONDS="2",
+        **env,
+    ).start()
+    await stuck.wait_for_event("lease.acquired")
+    await asyncio.sleep(0.5)  # a batch is now sleeping in its handler, far past the grace
+    stuck.signal(signal.SIGTERM)
+    assert await asyncio.to_thread(stuck.wait, 15) == 0
+    assert stuck.has_event("lease.drain_abandoned")
+    assert (
+        await admin.fetchval("select count(*) from floyo_pipeline.checkpoints where lease_owner is not null")
+        == 0
+    )
+    assert await admin.fetchval("select count(*) from floyo_pipeline.replicas") == 0
+    assert await count_effects(admin) == 0  # the abandoned batch rolled back whole
+    again = service(effects_db, **env).start()
+    await wait_for_effects(admin, 40, timeout=30)
+    assert await again.stop() == 0
+    await assert_exactly_once_in_order(admin, "recorder", 40)
 
 
 async def test_second_signal_exits_at_once(effects_db: TestDatabase, admin: asyncpg.Connection) -> None:

@@ -154,7 +154,7 @@ async def test_fenced_replica_cannot_commit(effects_db: TestDatabase, admin: asy
     consumer = EffectRecorder()
     manager = LeaseManager(pool, [consumer], EngineConfig("replica-a", 10, 30, 1), WakeHub())
     await manager.prepare()
-    claimed = await service.fetch(Q["lease_claim"], "replica-a", ["recorder"], 30.0, 64)
+    claimed = await service.fetch(Q["lease_claim"], "replica-a", ["recorder"], 30.0, 64, None)
     mine = next(r for r in claimed if r["partition"] == partition)
     lease_a = Lease("recorder", "telemetry_events", partition, mine["lease_epoch"], 0, 0)
     # Replica B takes the partition over after A's lease expired (A was paused, say).
@@ -163,7 +163,7 @@ async def test_fenced_replica_cannot_commit(effects_db: TestDatabase, admin: asy
         " where consumer = 'recorder' and partition = $1",
         partition,
     )
-    taken = await service.fetch(Q["lease_claim"], "replica-b", ["recorder"], 30.0, 64)
+    taken = await service.fetch(Q["lease_claim"], "replica-b", ["recorder"], 30.0, 64, None)
     assert [r["partition"] for r in taken] == [partition]
     with pytest.raises(LeaseLost):
         runner = BatchRunner("telemetry_events", [consumer], ReadLimits(10))

@@ -1,13 +1,20 @@
 """Partition leases: heartbeat, fair share across live replicas, takeover, surplus release, drain.
 
-Leases are per (consumer, stream, partition). This replica runs one reader per (consumer, stream)
-over the partitions it leases; a semaphore caps the batch transactions in flight across readers.
+Leases are per (consumer, stream, partition). This replica runs a few readers per stream over the
+partitions it leases; a semaphore caps the batch transactions in flight across readers.
+
+A lease's owner is this process, not only its replica id: `<replica id>#<incarnation>`, with a fresh
+incarnation at every start. A process that comes back under the same replica id (Fly keeps the
+machine id across an OOM kill or a restart) is never taken for its dead predecessor: it takes that
+predecessor's leases over at once (a new epoch fences anything the old process might still commit)
+instead of renewing them by name without reading.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import secrets
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,6 +33,7 @@ from floyo_pipeline.queries import Q
 log = get_logger(__name__)
 
 Key = tuple[str, str, int]
+RELEASE_TIMEOUT_SECONDS = 3.0
 
 
 class WorkerCrashed(Exception):
@@ -42,6 +50,8 @@ class EngineConfig:
     readers_per_stream: int = 4
     batch_max_bytes: int = 4 * 1024 * 1024
     max_row_bytes: int = 4 * 1024 * 1024
+    drain_seconds: float = 20.0
+    """How long a stop waits for the batches in flight before abandoning them (they roll back)."""
 
     @property
     def limits(self) -> ReadLimits:
@@ -61,6 +71,8 @@ class LeaseManager:
         self.pool = pool
         self.config = config
         self.hub = hub
+        self.owner = f"{config.replica_id}#{secrets.token_hex(4)}"
+        self._predecessors: str | None = config.replica_id
         self.consumers = list(consumers)
         self.semaphore = asyncio.Semaphore(config.max_concurrency)
         # Several readers per stream, each over a fixed share of the partitions (partition modulo the
@@ -71,7 +83,7 @@ class LeaseManager:
             subscribed = [c for c in self.consumers if c.subscription(stream) is not None]
             for group in range(config.readers_per_stream):
                 runner = BatchRunner(stream, subscribed, config.limits, config.retry)
-                reader = StreamReader(runner, pool, config.replica_id, self.semaphore, config.tick)
+                reader = StreamReader(runner, pool, self.owner, self.semaphore, config.tick)
                 self.readers[(stream, group)] = reader
         self.tasks: list[asyncio.Task[None]] = []
         self._changed = asyncio.Event()
@@ -82,11 +94,13 @@ class LeaseManager:
         return {lease.key: lease for reader in self.readers.values() for lease in reader.leases.values()}
 
     async def prepare(self) -> None:
-        """Create the checkpoint rows of every consumer and stream it subscribes to."""
+        """Create the checkpoint rows of every consumer and stream it subscribes to, and forget the
+        earlier incarnations of this replica (they are dead: this process has their name)."""
         async with self.pool.acquire() as conn, conn.transaction():
             for consumer in self.consumers:
                 for sub in consumer.subscriptions:
                     await conn.execute(Q["ensure_checkpoints"], consumer.name, sub.stream)
+            await conn.execute(Q["replica_forget_predecessors"], self.config.replica_id, self.owner)
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Keep leases balanced until `stopping` is set; then drain and release."""
@@ -123,7 +137,7 @@ class LeaseManager:
             await self.drain()
 
     async def tick(self) -> None:
-        me, ttl = self.config.replica_id, self.config.lease_ttl
+        me, ttl = self.owner, self.config.lease_ttl
         async with self.pool.acquire() as conn:
             await conn.execute(Q["replica_heartbeat"], me, ttl)
             renewed = await conn.fetch(Q["lease_renew"], me, ttl)
@@ -139,8 +153,16 @@ class LeaseManager:
             held = len(self.held)
             if held < fair:
                 claimed = await conn.fetch(
-                    Q["lease_claim"], me, [c.name for c in self.consumers], ttl, fair - held
+                    Q["lease_claim"],
+                    me,
+                    [c.name for c in self.consumers],
+                    ttl,
+                    fair - held,
+                    self._predecessors,
                 )
+                # Only the first claim takes over a predecessor's live leases: two processes that
+                # share a replica id by mistake must not keep taking leases from each other.
+                self._predecessors = None
                 by_reader: dict[tuple[str, int], list[Lease]] = defaultdict(list)
                 for r in claimed:
                     pending = {int(t): int(i) for t, i in r["pending"].items()}
@@ -187,23 +209,33 @@ class LeaseManager:
             released += await reader.remove(keys)
         async with self.pool.acquire() as conn:
             for lease in released:
-                await conn.execute(Q["lease_release"], *lease.key, self.config.replica_id, lease.epoch)
+                await conn.execute(Q["lease_release"], *lease.key, self.owner, lease.epoch)
         log.info("lease.released", count=len(released), held=len(self.held))
 
     async def drain(self) -> None:
-        """Stop taking batches, let the ones in flight finish, release every lease and leave."""
+        """Stop taking batches, let the ones in flight finish (or abandon them once `drain_seconds`
+        have passed: their transactions roll back whole), release every lease and leave."""
         for reader in self.readers.values():
             reader.stop()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        running = [t for t in self.tasks if not t.done()]
+        if running:
+            _, late = await asyncio.wait(running, timeout=self.config.drain_seconds)
+            if late:
+                log.warning(
+                    "lease.drain_abandoned", batches=len(late), drain_seconds=self.config.drain_seconds
+                )
+                for task in late:
+                    task.cancel()
+                await asyncio.wait(late, timeout=RELEASE_TIMEOUT_SECONDS)
         count = len(self.held)
         for (stream, _), reader in self.readers.items():
             self.hub.unregister(stream, reader)
             reader.leases.clear()
         try:
-            async with self.pool.acquire() as conn:
-                await conn.execute(Q["lease_release_all"], self.config.replica_id)
-                await conn.execute(Q["replica_remove"], self.config.replica_id)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as err:
+            async with asyncio.timeout(RELEASE_TIMEOUT_SECONDS), self.pool.acquire() as conn:
+                await conn.execute(Q["lease_release_all"], self.owner)
+                await conn.execute(Q["replica_remove"], self.owner)
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as err:
             log.warning("lease.release_failed", error_class=type(err).__name__)
         metrics.LEASES_HELD.set(0)
         log.info("lease.released", count=count, held=0)

@@ -64,12 +64,19 @@ set lease_expires_at = now() + make_interval(secs => $2)
 where lease_owner = $1 and lease_expires_at > now()
 returning consumer, stream, partition, lease_epoch
 
+-- name: replica_forget_predecessors
+-- Earlier incarnations of replica $1 (owners '$1#...' other than $2) are dead: this process has their name.
+delete from floyo_pipeline.replicas
+where left(replica_id, length($1) + 1) = $1 || '#' and replica_id <> $2
+
 -- name: lease_claim
+-- Free or expired leases, and, when $5 names this replica, the live leases of its earlier incarnations.
 with candidates as (
   select consumer, stream, partition
   from floyo_pipeline.checkpoints
   where consumer = any($2::text[])
-    and (lease_owner is null or lease_expires_at is null or lease_expires_at < now())
+    and (lease_owner is null or lease_expires_at is null or lease_expires_at < now()
+         or ($5::text is not null and left(lease_owner, length($5) + 1) = $5 || '#' and lease_owner <> $1))
   -- By partition first, so that a replica tends to hold every consumer of a partition and reads
   -- its rows once for all of them.
   order by hashtext(stream || '/' || partition::text) # hashtext($1), stream, partition, consumer

@@ -39,6 +39,9 @@ PRIVATE_TABLES = (
 )
 NOTIFY_FUNCTION = "floyo_pipeline.notify_stream_insert"
 USER_ROLES = ("anon", "authenticated")
+# Roles that reach the tables through Supabase's API, and the stream columns only the database writes.
+API_ROLES = ("anon", "authenticated", "service_role")
+PIPELINE_COLUMNS = ("id", "created_at", "pipeline_txid")
 WORKER_ROLE = "floyo_pipeline_worker"
 
 # Policy kinds: name template, command, role. POLICIES lists the kinds each public table has.
@@ -226,6 +229,17 @@ async def _stream_drift(conn: asyncpg.Connection, tables: set[str], checked: dic
         function = trigger["function_name"]
         if function != NOTIFY_FUNCTION:
             drift.append(f"public.{stream}: trigger {name} calls {function}, expected {NOTIFY_FUNCTION}")
+    writable = await conn.fetch(
+        Q["schema_check_client_writable_columns"],
+        list(STREAM_MODELS),
+        list(PIPELINE_COLUMNS),
+        list(API_ROLES),
+    )
+    for r in writable:
+        drift.append(
+            f"public.{r['table_name']}.{r['column_name']}: {r['role_name']} may {r['privilege']} it "
+            "(only the database writes the pipeline's columns)"
+        )
     return drift
 
 

@@ -62,3 +62,15 @@ cross join pg_roles r
 where c.relnamespace = 'public'::regnamespace and c.relkind in ('r', 'p') and r.rolname = 'anon'
   and has_table_privilege(r.oid, c.oid, 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE')
 order by c.relname
+
+-- name: schema_check_client_writable_columns
+-- Pipeline columns of the streams ($1) that an API role ($3) may insert or update ($2: the columns).
+select c.relname as table_name, a.attname as column_name, r.rolname as role_name, p.privilege
+from pg_class c
+join pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
+cross join pg_roles r
+cross join unnest(array['INSERT', 'UPDATE']) as p(privilege)
+where c.relnamespace = 'public'::regnamespace and c.relname = any($1::text[])
+  and a.attname = any($2::text[]) and r.rolname = any($3::text[])
+  and has_column_privilege(r.oid, c.oid, a.attnum, p.privilege)
+order by c.relname, a.attname, r.rolname, p.privilege

@@ -12,6 +12,7 @@ from consumers import settings
 from consumers.catalog import CONNECTORS, connector_for
 from consumers.privacy import analyzable
 from consumers.sql import Q
+from consumers.storable import storable
 from consumers.suggestions import Suggestion, upsert_suggestions
 from floyo_pipeline.api import Batch, BatchContext, Consumer, Subscription, TelemetryEvent
 
@@ -112,7 +113,7 @@ class AppWorkflows(Consumer):
     subscriptions = (Subscription("telemetry_events"),)
 
     async def handle(self, batch: Batch[Any], ctx: BatchContext) -> None:
-        rows = await analyzable(ctx, batch.rows)
+        rows = storable(ctx, await analyzable(ctx, batch.rows), ("app_id",))
         if not rows:
             return
         users = list(dict.fromkeys(r.user_id for r in rows))

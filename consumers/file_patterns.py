@@ -12,12 +12,14 @@ from consumers import settings
 from consumers.catalog import INTEGRATIONS, integration_for
 from consumers.privacy import analyzable
 from consumers.sql import Q
+from consumers.storable import storable
 from consumers.suggestions import Suggestion, upsert_suggestions
 from floyo_pipeline.api import Batch, BatchContext, Consumer, Subscription, TelemetryEvent
 
 FILE_EVENTS = frozenset({"file_created", "file_modified", "file_opened", "file_deleted"})
 SEPARATOR = "\x1f"
 CATALOG_EXTENSIONS = sorted(INTEGRATIONS)
+STORED = ("file_path", "app_id")
 
 
 def extension_of(path: str) -> str | None:
@@ -169,7 +171,7 @@ class FilePatterns(Consumer):
     subscriptions = (Subscription("telemetry_events", FILE_EVENTS),)
 
     async def handle(self, batch: Batch[Any], ctx: BatchContext) -> None:
-        rows = await analyzable(ctx, [r for r in batch.rows if r.file_path])
+        rows = storable(ctx, await analyzable(ctx, [r for r in batch.rows if r.file_path]), STORED)
         if not rows:
             return
         users = list(dict.fromkeys(r.user_id for r in rows))

@@ -11,6 +11,7 @@ from consumers.insights import upsert_insights
 from consumers.metric_rules import Daily, DayKey, analyze_metrics, needed_days
 from consumers.privacy import analyzable
 from consumers.sql import Q
+from consumers.storable import storable
 from floyo_pipeline.api import Batch, BatchContext, Consumer, MetricsLogEntry, Subscription, TelemetryEvent
 
 
@@ -27,7 +28,8 @@ class Performance(Consumer):
             await self._durations(batch.rows, ctx)
 
     async def _durations(self, batch_rows: Sequence[TelemetryEvent], ctx: BatchContext) -> None:
-        rows = await analyzable(ctx, [r for r in batch_rows if r.duration_ms is not None])
+        gated = await analyzable(ctx, [r for r in batch_rows if r.duration_ms is not None])
+        rows = storable(ctx, gated, ("app_id", "event_type"))
         if not rows:
             return
         keys = list(dict.fromkeys((r.user_id, r.app_id, r.event_type) for r in rows))

@@ -62,10 +62,13 @@ class Batch(Generic[RowT]):
 
 @dataclass
 class BatchContext:
-    """The batch's transaction: run SQL on it, and count rows per outcome for the metrics."""
+    """The batch's transaction: run SQL on it, count rows per outcome for the metrics, and reject the
+    rows this consumer cannot process (each becomes a dead letter with the reason, in the same
+    transaction; the others keep their effects)."""
 
     connection: asyncpg.Connection
     outcomes: Counter[str] = field(default_factory=Counter)
+    rejected: list[tuple[StreamRow, str]] = field(default_factory=list)
 
     async def execute(self, query: str, *args: Any) -> str:
         return str(await self.connection.execute(query, *args))
@@ -79,6 +82,11 @@ class BatchContext:
 
     async def fetchval(self, query: str, *args: Any) -> Any:
         return await self.connection.fetchval(query, *args)
+
+    def reject(self, row: StreamRow, reason: str) -> None:
+        """Dead-letter `row` for this consumer with `reason` (name fields and limits, never values).
+        The handler must leave the row out of its effects and state."""
+        self.rejected.append((row, reason))
 
     def count(self, outcome: str, n: int = 1) -> None:
         """Count `n` rows under `outcome` (for example `skipped_consent`); reported after commit."""

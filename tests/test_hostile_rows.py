@@ -8,6 +8,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 import asyncpg
 import pytest
@@ -280,3 +281,37 @@ async def test_a_row_with_a_future_transaction_id_skips_nobody_and_shows_as_lag(
         )
     )
     assert counts == {u: (3 if u == forged_user else 5) for u in users}
+
+
+async def test_an_oversized_path_is_dead_lettered_and_the_next_row_is_not(
+    database: TestDatabase, admin: asyncpg.Connection
+) -> None:
+    (user,) = await consenting_users(admin, 1, ("vscode",))
+    long_path = "/home/u/" + "d" * 10_000 + ".py"
+    async with as_user(admin, user) as c:
+        oversized = await c.fetchval(
+            "insert into public.telemetry_events (user_id, occurred_at, app_id, event_type, file_path)"
+            " values ($1, $2, 'vscode', 'file_opened', $3) returning id",
+            user,
+            T0,
+            long_path,
+        )
+        innocent = await c.fetchval(
+            "insert into public.telemetry_events (user_id, occurred_at, app_id, event_type, file_path)"
+            " values ($1, $2, 'vscode', 'file_opened', '/home/u/notes.md') returning id",
+            user,
+            T0 + timedelta(seconds=5),
+        )
+    proc = start(database)
+    try:
+        await wait_until(lambda: caught_up(admin), timeout=60, what="every consumer caught up")
+    finally:
+        assert await proc.stop() == 0
+    dead = await dead_letter_reasons(admin, "telemetry_events")
+    assert set(dead) == {oversized}
+    ((consumer, reason),) = dead[oversized]
+    assert consumer == "file_patterns"
+    assert reason == "RowRejected: file_path: 10011 bytes, over the 1024-byte limit of stored values"
+    patterns = await admin.fetch("select file_extension, count from public.patterns where user_id = $1", user)
+    assert [(p["file_extension"], p["count"]) for p in patterns] == [("md", 1)]
+    assert innocent not in dead

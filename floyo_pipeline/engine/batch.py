@@ -421,16 +421,9 @@ class BatchRunner:
     async def _apply_directly(
         self, conn: asyncpg.Connection, consumer: Consumer, rows: list[StreamRow], result: ConsumerResult
     ) -> None:
-        ctx = BatchContext(conn)
-        partitions = tuple(sorted({r.pipeline_partition for r in rows}))
-        try:
-            await consumer.handle(Batch(consumer.name, self.stream, partitions, rows), ctx)
-        except Exception as err:
-            if is_transient(err):
-                raise
+        err = await self._handle(conn, consumer, rows, result, savepoint=False)
+        if err is not None:
             raise _HandlerFailed(consumer.name) from err
-        result.outcomes.update(ctx.outcomes)
-        result.outcomes["processed"] += len(rows) - sum(ctx.outcomes.values())
 
     async def _apply(
         self, conn: asyncpg.Connection, consumer: Consumer, rows: list[StreamRow], result: ConsumerResult
@@ -448,17 +441,37 @@ class BatchRunner:
         self, conn: asyncpg.Connection, consumer: Consumer, rows: Sequence[StreamRow], result: ConsumerResult
     ) -> Exception | None:
         """Run the handler in a savepoint; None on success, else the (non-transient) error."""
+        return await self._handle(conn, consumer, rows, result, savepoint=True)
+
+    async def _handle(
+        self,
+        conn: asyncpg.Connection,
+        consumer: Consumer,
+        rows: Sequence[StreamRow],
+        result: ConsumerResult,
+        *,
+        savepoint: bool,
+    ) -> Exception | None:
+        """Run the handler once (in a savepoint if asked); on success count its outcomes and
+        dead-letter the rows it rejected. Transient database errors propagate."""
         ctx = BatchContext(conn)
-        partitions = tuple(sorted({r.pipeline_partition for r in rows}))
+        batch = Batch(consumer.name, self.stream, tuple(sorted({r.pipeline_partition for r in rows})), rows)
         try:
-            async with conn.transaction():
-                await consumer.handle(Batch(consumer.name, self.stream, partitions, rows), ctx)
+            if savepoint:
+                async with conn.transaction():
+                    await consumer.handle(batch, ctx)
+            else:
+                await consumer.handle(batch, ctx)
         except Exception as err:
             if is_transient(err):
                 raise
             return err
+        for row, reason in ctx.rejected:
+            result.dead.append(
+                DeadLetter(consumer.name, row.pipeline_partition, row.id, "RowRejected", reason, 1)
+            )
         result.outcomes.update(ctx.outcomes)
-        result.outcomes["processed"] += len(rows) - sum(ctx.outcomes.values())
+        result.outcomes["processed"] += len(rows) - sum(ctx.outcomes.values()) - len(ctx.rejected)
         return None
 
     async def _isolate(

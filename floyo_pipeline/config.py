@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     wakeup: Wakeup = Wakeup.NOTIFY
     http_host: str = "0.0.0.0"
     http_port: int = Field(default=9091, ge=0, le=65535)
+    http_cache_seconds: float = Field(default=1.0, ge=0, le=60)
     log_format: LogFormat = LogFormat.JSON
     log_level: str = Field(default="info", pattern="^(debug|info|warning|error)$")
     batch_size: int = Field(default=500, ge=1, le=10_000)

@@ -1,17 +1,26 @@
 """The one HTTP port: /healthz, /readyz, /status, /metrics, served by hypercorn inside the service's loop.
 
-The server keeps answering through the drain (readiness then says "stopping") and is shut down
-gracefully when the service cancels its components.
+What the endpoints read from the database is a snapshot taken at most once per
+FLOYO_HTTP_CACHE_SECONDS, by one request while the others wait for it, so that any number of clients
+costs the database one status query and one `select 1` per interval and never takes more than one
+of the pool's connections away from the batches. The server keeps answering through the drain
+(readiness then says "stopping") and is shut down gracefully when the service cancels its components.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import json
 import logging
+import math
 import socket
+import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from functools import partial
+from typing import Any, Generic, TypeVar, cast
 
 import anyio
 import asyncpg
@@ -37,8 +46,100 @@ JSON_TYPE = "application/json"
 DB_CHECK_TIMEOUT_SECONDS = 2.0
 QUERY_TIMEOUT_SECONDS = 10.0
 STOP_TIMEOUT_SECONDS = 5.0
+# Far above what health checks and scrapers need; a flood of clients waits instead of taking the core.
+PROBES_PER_SECOND = 100.0
+DOCUMENTS_PER_SECOND = 20.0
+MAX_REMEMBERED_CONNECTIONS = 4096
 _ALLOWED = "GET, HEAD"
 _DATABASE_TROUBLE = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
+T = TypeVar("T")
+
+
+class Snapshot(Generic[T]):
+    """A value computed at most once per `max_age` seconds; concurrent callers share one computation."""
+
+    def __init__(self, compute: Callable[[], Awaitable[T]], max_age: float) -> None:
+        self.compute = compute
+        self.max_age = max_age
+        self.computed = 0
+        self._value: T | None = None
+        self._at = -float("inf")
+        self._lock = asyncio.Lock()
+
+    def _fresh(self) -> bool:
+        return self.computed > 0 and time.monotonic() - self._at < self.max_age
+
+    async def get(self) -> T:
+        if self._fresh():
+            return cast(T, self._value)
+        async with self._lock:
+            if not self._fresh():
+                self._value = await self.compute()
+                self._at = time.monotonic()
+                self.computed += 1
+            return cast(T, self._value)
+
+
+class FairRate:
+    """At most `rate` answers a second (bursts of `burst`); the requests beyond wait for their turn,
+    the connection served longest ago first.
+
+    Clients that loop on the port are slowed down by the answer itself, so the port's share of the
+    service's one core stays bounded however many of them there are; a health check or a scraper that
+    comes every few seconds goes ahead of connections that were just served."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._tokens = float(burst)
+        self._at = time.monotonic()
+        self._waiting: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._served: OrderedDict[Any, float] = OrderedDict()
+        self._order = itertools.count()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def _refill(self) -> None:
+        now = time.monotonic()
+        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+
+    def _release(self) -> None:
+        self._timer = None
+        self._refill()
+        while self._waiting and self._tokens >= 1:
+            _, _, turn = heapq.heappop(self._waiting)
+            if not turn.done():
+                turn.set_result(None)
+                self._tokens -= 1
+        if self._waiting:
+            delay = (1 - self._tokens) / self.rate
+            self._timer = asyncio.get_running_loop().call_later(delay, self._release)
+
+    def _mark(self, key: Any) -> None:
+        self._served[key] = time.monotonic()
+        self._served.move_to_end(key)
+        while len(self._served) > MAX_REMEMBERED_CONNECTIONS:
+            self._served.popitem(last=False)
+
+    async def wait(self, key: Any) -> None:
+        self._refill()
+        if not self._waiting and self._tokens >= 1:
+            self._tokens -= 1
+        else:
+            turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            heapq.heappush(self._waiting, (self._served.get(key, -math.inf), next(self._order), turn))
+            if self._timer is None:
+                self._release()
+            await turn
+        self._mark(key)
+
+
+async def _disconnected(receive: Receive) -> None:
+    """Returns once the client has gone (the request's body, empty for GET, comes first)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 def _json(code: int, doc: Any) -> Response:
@@ -55,7 +156,14 @@ class App:
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        self._metrics_lock = asyncio.Lock()
+        max_age = runtime.settings.http_cache_seconds
+        self.database = Snapshot(self._database_check, max_age)
+        self.state = Snapshot(self._read_state, max_age)
+        self.max_age = max_age
+        self._metric_bodies: dict[str, Snapshot[bytes]] = {}
+        # Probes are cheap and must stay quick; status and metrics documents cost more to render.
+        probes, documents = FairRate(PROBES_PER_SECOND, 20), FairRate(DOCUMENTS_PER_SECOND, 10)
+        self.limits = {"/healthz": probes, "/readyz": probes, "/status": documents, "/metrics": documents}
         self.routes: dict[str, Callable[[Scope], Awaitable[Response]]] = {
             "/healthz": self.healthz,
             "/readyz": self.readyz,
@@ -77,6 +185,8 @@ class App:
             code, content_type, body = _json(405, {"error": "method not allowed", "allow": _ALLOWED})
             headers.append((b"allow", _ALLOWED.encode()))
         else:
+            if not await self._turn(scope, receive):
+                return  # the client left while waiting: nothing to answer
             try:
                 code, content_type, body = await handler(scope)
             except Exception as err:
@@ -89,6 +199,17 @@ class App:
         ]
         await send({"type": "http.response.start", "status": code, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
+
+    async def _turn(self, scope: Scope, receive: Receive) -> bool:
+        """Wait for this request's turn; False if the client disconnected meanwhile."""
+        turn = asyncio.ensure_future(self.limits[scope["path"]].wait(scope.get("client")))
+        gone = asyncio.ensure_future(_disconnected(receive))
+        await asyncio.wait({turn, gone}, return_when=asyncio.FIRST_COMPLETED)
+        gone.cancel()
+        if turn.done():
+            return True
+        turn.cancel()
+        return False
 
     @staticmethod
     async def _lifespan(receive: Receive, send: Send) -> None:
@@ -105,6 +226,7 @@ class App:
 
     async def _database_check(self) -> str | None:
         """None when `select 1` answers within the timeout, else the reason."""
+        metrics.HTTP_DATABASE_READS.labels("readiness").inc()
         try:
             with anyio.fail_after(DB_CHECK_TIMEOUT_SECONDS):
                 async with self.runtime.pool.acquire() as conn:
@@ -120,7 +242,7 @@ class App:
         reasons: list[str] = []
         if rt.stopping.is_set():
             reasons.append("service is stopping")
-        db_problem = await self._database_check()
+        db_problem = await self.database.get()
         if db_problem:
             reasons.append(db_problem)
         sources = [
@@ -154,21 +276,24 @@ class App:
         }
         return _json(200 if not reasons else 503, doc)
 
-    async def status(self, scope: Scope) -> Response:
+    async def _read_state(self) -> tuple[dict[str, Any] | None, list[Any], str | None]:
+        """The status document and the jobs' last successes, or the reason they could not be read."""
+        metrics.HTTP_DATABASE_READS.labels("status").inc()
         try:
             with anyio.fail_after(QUERY_TIMEOUT_SECONDS):
                 async with self.runtime.pool.acquire() as conn:
-                    doc = await status(conn)
+                    return await status(conn), list(await conn.fetch(Q["job_last_success"])), None
         except (TimeoutError, *_DATABASE_TROUBLE) as err:
-            return _json(503, {"error": f"database unreachable: {_error_text(err)}"})
+            return None, [], f"database unreachable: {_error_text(err)}"
+
+    async def status(self, scope: Scope) -> Response:
+        doc, _, problem = await self.state.get()
+        if doc is None:
+            return _json(503, {"error": problem})
         return _json(200, doc)
 
-    async def refresh_gauges(self) -> None:
-        """Set lag, dead-letter and job gauges from the database (the truth across all replicas)."""
-        with anyio.fail_after(QUERY_TIMEOUT_SECONDS):
-            async with self.runtime.pool.acquire() as conn:
-                doc = await status(conn)
-                jobs = await conn.fetch(Q["job_last_success"])
+    def _set_gauges(self, doc: dict[str, Any], jobs: list[Any]) -> None:
+        """Lag, dead-letter and job gauges from the database (the truth across all replicas)."""
         for job in jobs:
             metrics.JOB_LAST_SUCCESS.labels(job["job"]).set(job["finished"])
         metrics.LAG_EVENTS.clear()
@@ -188,17 +313,22 @@ class App:
             if name.lower() == b"accept":
                 accept = value.decode("latin-1")
         encoder, content_type = choose_encoder(accept)
-        async with self._metrics_lock:
-            try:
-                await self.refresh_gauges()
-            except (TimeoutError, *_DATABASE_TROUBLE) as err:
-                # Stale lag would look healthy: drop the series so absent()/staleness alerts fire.
-                metrics.LAG_EVENTS.clear()
-                metrics.LAG_SECONDS.clear()
-                metrics.DEAD_LETTERS.clear()
-                log.warning("http.metrics_refresh_failed", error_class=type(err).__name__)
-            body = encoder(metrics.REGISTRY)
-        return 200, content_type, body
+        body = self._metric_bodies.get(content_type)
+        if body is None:
+            body = self._metric_bodies[content_type] = Snapshot(partial(self._encode, encoder), self.max_age)
+        return 200, content_type, await body.get()
+
+    async def _encode(self, encoder: Callable[[Any], bytes]) -> bytes:
+        doc, jobs, problem = await self.state.get()
+        if doc is None:
+            # Stale lag would look healthy: drop the series so absent()/staleness alerts fire.
+            metrics.LAG_EVENTS.clear()
+            metrics.LAG_SECONDS.clear()
+            metrics.DEAD_LETTERS.clear()
+            log.warning("http.metrics_refresh_failed", reason=problem)
+        else:
+            self._set_gauges(doc, jobs)
+        return encoder(metrics.REGISTRY)
 
 
 def _bind(host: str, port: int) -> socket.socket:

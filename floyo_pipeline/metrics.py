@@ -101,6 +101,12 @@ JOB_LAST_SUCCESS = Gauge(
     ["scheduled_job"],
     registry=REGISTRY,
 )
+HTTP_DATABASE_READS = Counter(
+    "floyo_pipeline_http_database_reads",
+    "Database reads made to answer the HTTP port (one per snapshot interval at most, whatever the traffic).",
+    ["what"],
+    registry=REGISTRY,
+)
 BUILD_INFO = Info("floyo_pipeline_build", "Build information.", registry=REGISTRY)
 BUILD_INFO.info({"version": __version__})
 

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 
 import asyncpg
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
@@ -35,6 +36,19 @@ def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
         text=True,
         timeout=60,
     )
+
+
+async def scrape_until(url: str, check: Callable[[str], bool], what: str) -> str:
+    """Scrape `url` until `check` holds: what the port reports is a snapshot of bounded age."""
+    text = ""
+
+    async def holds() -> bool:
+        nonlocal text
+        text = (await http(url)).body.decode()
+        return check(text)
+
+    await wait_until(holds, timeout=10, what=what)
+    return text
 
 
 async def effect_count(conn: asyncpg.Connection) -> int:
@@ -136,7 +150,18 @@ async def test_metrics_text_openmetrics_promtool_and_counts(
         reply = await http(svc.base + "/metrics")
         assert reply.status == 200
         assert reply.headers["content-type"].startswith("text/plain; version=0.0.4")
-        text = reply.body.decode()
+
+        def counted(text: str) -> bool:
+            after = sample(
+                text,
+                "floyo_pipeline_events_total",
+                stream="telemetry_events",
+                consumer="recorder",
+                outcome="processed",
+            )
+            return after is not None and after - base == n
+
+        text = await scrape_until(svc.base + "/metrics", counted, f"{n} rows counted as processed")
         names = {f.name for f in text_string_to_metric_families(text)}
         for expected in (
             "floyo_pipeline_events",
@@ -166,12 +191,17 @@ async def test_metrics_text_openmetrics_promtool_and_counts(
         assert sample(text, "floyo_pipeline_leases_held") == 64
         assert "user_id" not in text
 
-        # Fresh at scrape time: more rows and a resolved dead letter show at the next scrape.
+        # Fresh within the snapshot's age: more rows and a resolved dead letter show at a later scrape.
         more = await insert_events(admin, users, 3)
         await admin.execute("update floyo_pipeline.dead_letters set status = 'discarded' where row_id = 1")
-        again = (await http(svc.base + "/metrics")).body.decode()
-        assert sample(again, "floyo_pipeline_lag_events", consumer="ghost") == n + more
-        assert sample(again, "floyo_pipeline_dead_letters", consumer="ghost") == 1
+        again = await scrape_until(
+            svc.base + "/metrics",
+            lambda t: (
+                sample(t, "floyo_pipeline_lag_events", consumer="ghost") == n + more
+                and sample(t, "floyo_pipeline_dead_letters", consumer="ghost") == 1
+            ),
+            "the new lag and the resolved dead letter",
+        )
 
         check = await asyncio.to_thread(
             subprocess.run,

@@ -64,6 +64,12 @@ LAG_SECONDS = Gauge(
     ["stream", "consumer"],
     registry=REGISTRY,
 )
+READS = Counter(
+    "floyo_pipeline_reads",
+    "Batch reads of a stream by a reader, by whether they found rows (found: rows | none).",
+    ["stream", "found"],
+    registry=REGISTRY,
+)
 WAKEUPS = Counter(
     "floyo_pipeline_wakeups",
     "Wake-up hints received, by source.",

@@ -4,7 +4,10 @@ database's. Each attack here broke the service before it was closed."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
+import urllib.request
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,6 +20,7 @@ from floyo_pipeline.operations import status
 from tests.analyzer_support import T0, consenting_users
 from tests.pg import TestDatabase
 from tests.service import ServiceProcess, wait_until
+from tests.test_http import sample
 
 CONSUMERS = ("app_workflows", "file_patterns", "performance")
 
@@ -315,3 +319,49 @@ async def test_an_oversized_path_is_dead_lettered_and_the_next_row_is_not(
     patterns = await admin.fetch("select file_extension, count from public.patterns where user_id = $1", user)
     assert [(p["file_extension"], p["count"]) for p in patterns] == [("md", 1)]
     assert innocent not in dead
+
+
+FLOOD_SECONDS = 3.0
+
+
+def scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        return str(response.read().decode())
+
+
+async def test_forged_notifications_cost_a_few_reads_and_rows_still_flow(
+    database: TestDatabase, admin: asyncpg.Connection
+) -> None:
+    """Any role may call pg_notify: a user sending the pipeline's wake-up on a loop makes it read a few
+    times a second, not thousands of times, and real rows still get through."""
+    (user,) = await consenting_users(admin, 1, ("vscode", "slack"))
+    proc = start(database, FLOYO_POLL_INTERVAL_SECONDS="5")
+    try:
+        await proc.wait_for_event("source.connected")
+        port = next(e["port"] for e in proc.events() if e["event"] == "http.listening")
+        attacker = await asyncpg.connect(database.admin_url)
+        try:
+            await attacker.execute("set role authenticated")
+            text = await asyncio.to_thread(scrape, port)
+            before = sample(text, "floyo_pipeline_reads_total", found="none") or 0
+            started, sent = time.monotonic(), 0
+            while time.monotonic() - started < FLOOD_SECONDS:
+                await attacker.execute("select pg_notify('floyo_pipeline', 'telemetry_events')")
+                sent += 1
+        finally:
+            await attacker.close()
+        await asyncio.sleep(1.5)  # the http port's snapshot and any paced wake-up
+        after = sample(await asyncio.to_thread(scrape, port), "floyo_pipeline_reads_total", found="none") or 0
+        await canary_rows(admin, [user], 2)
+
+        async def analyzed() -> bool:
+            return bool(await admin.fetchval("select count(*) from floyo_pipeline.app_workflow_state"))
+
+        await wait_until(analyzed, timeout=10, what="a real row processed after the flood")
+    finally:
+        assert await proc.stop() == 0
+    empty_reads = after - before
+    print(f"{sent} forged notifications in {FLOOD_SECONDS}s: {empty_reads:.0f} empty reads")
+    # Unpaced, the readers loop on empty reads for as long as the flood lasts (about 1,700 here).
+    assert sent > 1000
+    assert empty_reads < 250

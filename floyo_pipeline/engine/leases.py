@@ -18,6 +18,7 @@ import secrets
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import asyncpg
 
@@ -83,7 +84,9 @@ class LeaseManager:
             subscribed = [c for c in self.consumers if c.subscription(stream) is not None]
             for group in range(config.readers_per_stream):
                 runner = BatchRunner(stream, subscribed, config.limits, config.retry)
-                reader = StreamReader(runner, pool, self.owner, self.semaphore, config.tick)
+                reader = StreamReader(
+                    runner, pool, self.owner, self.semaphore, config.tick, partial(hub.rows_found, stream)
+                )
                 self.readers[(stream, group)] = reader
         self.tasks: list[asyncio.Task[None]] = []
         self._changed = asyncio.Event()

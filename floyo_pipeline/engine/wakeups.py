@@ -7,7 +7,9 @@ durable position is the checkpoint in Postgres.
 from __future__ import annotations
 
 import asyncio
+import math
 import random
+import time
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -23,11 +25,30 @@ log = get_logger(__name__)
 
 NOTIFY_CHANNEL = "floyo_pipeline"
 LISTEN_APPLICATION_NAME = "floyo_pipeline.listen"
-_CONNECTION_TROUBLE = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ConnectionError, TimeoutError)
+TOLERATED_UNANSWERED = 16
+HINT_GAP_SECONDS = 0.005
+MAX_HINT_GAP_SECONDS = 0.5
 
 
 class Wakeable(Protocol):
     def wake_up(self) -> None: ...
+
+
+class HintPacer:
+    """Paces the hint wake-ups of one stream. Any role may call pg_notify (and a Realtime message is no
+    more trustworthy), so hints that keep waking readers who then find no row are coalesced, doubling
+    the gap up to MAX_HINT_GAP_SECONDS; a read that finds rows restores immediate wake-ups. Readers
+    that share a hint mostly find nothing for each other (other partitions, other replicas): a run of
+    TOLERATED_UNANSWERED such wake-ups is normal."""
+
+    def __init__(self) -> None:
+        self.unanswered = 0
+        self.last = -math.inf
+        self.timer: asyncio.TimerHandle | None = None
+
+    def gap(self) -> float:
+        excess = self.unanswered - TOLERATED_UNANSWERED
+        return 0.0 if excess < 0 else min(MAX_HINT_GAP_SECONDS, HINT_GAP_SECONDS * 2**excess)
 
 
 class WakeHub:
@@ -35,6 +56,7 @@ class WakeHub:
 
     def __init__(self) -> None:
         self._targets: dict[str, set[Wakeable]] = defaultdict(set)
+        self._pacers: dict[str, HintPacer] = defaultdict(HintPacer)
 
     def register(self, stream: str, target: Wakeable) -> None:
         self._targets[stream].add(target)
@@ -43,10 +65,31 @@ class WakeHub:
         self._targets[stream].discard(target)
 
     def wake(self, source: str, stream: str, partitions: Iterable[int] | None = None) -> None:
-        """Wake the readers of `stream`; `partitions` is accepted for sources that know them."""
+        """Wake the readers of `stream` now, or once its pacer allows (one wake-up for the hints between)."""
         metrics.WAKEUPS.labels(source).inc()
+        targets = self._targets.get(stream)
+        if not targets:
+            return  # a stream no reader of this replica reads (or a forged name)
+        pacer = self._pacers[stream]
+        if pacer.timer is not None:
+            return
+        wait = pacer.last + pacer.gap() - time.monotonic()
+        if wait <= 0:
+            self._wake_paced(stream)
+        else:
+            pacer.timer = asyncio.get_running_loop().call_later(wait, self._wake_paced, stream)
+
+    def _wake_paced(self, stream: str) -> None:
+        pacer = self._pacers[stream]
+        pacer.timer = None
+        pacer.last = time.monotonic()
+        pacer.unanswered += 1
         for target in self._targets.get(stream, ()):
             target.wake_up()
+
+    def rows_found(self, stream: str) -> None:
+        """A reader of `stream` found rows: hints are answered, wake-ups are immediate again."""
+        self._pacers[stream].unanswered = 0
 
     def wake_all(self, source: str) -> None:
         metrics.WAKEUPS.labels(source).inc()

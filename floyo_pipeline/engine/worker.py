@@ -7,11 +7,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import asyncpg
 import structlog
 
+from floyo_pipeline import metrics
 from floyo_pipeline.engine.batch import BatchRunner, Lease, LeaseKey
 from floyo_pipeline.engine.errors import LeaseLost, is_transient
 from floyo_pipeline.logs import get_logger
@@ -29,8 +30,10 @@ class StreamReader:
         owner: str,
         concurrency: asyncio.Semaphore,
         fenced_pause: float,
+        on_rows: Callable[[], None] = lambda: None,
     ) -> None:
         self.runner = runner
+        self.on_rows = on_rows
         self.stream = runner.stream
         self.pool = pool
         self.owner = owner
@@ -89,6 +92,9 @@ class StreamReader:
                 await self._sleep_or_wake(delay)
                 continue
             transient_failures = 0
+            metrics.READS.labels(self.stream, "rows" if result.fetched else "none").inc()
+            if result.fetched:
+                self.on_rows()
             for consumer, outcome in result.consumers.items():
                 log.info(
                     "batch.committed",

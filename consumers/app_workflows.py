@@ -1,31 +1,44 @@
-"""app_workflows: transitions between apps, and connector suggestions for known pairs."""
+"""app_workflows: transitions between apps, and connector suggestions for switching habits."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Set
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 from consumers import settings
 from consumers.catalog import CONNECTORS, connector_for
+from consumers.habits import Habits, Verdict, pair_key
 from consumers.privacy import analyzable
 from consumers.sql import Q
 from consumers.storable import storable
 from consumers.suggestions import Suggestion, upsert_suggestions
-from floyo_pipeline.api import Batch, BatchContext, Consumer, Subscription, TelemetryEvent
+from floyo_pipeline.api import Batch, BatchContext, Consumer, Subscription
 
-KNOWN_SOURCES = [source for source, _ in CONNECTORS]
-KNOWN_TARGETS = [target for _, target in CONNECTORS]
+PREFIX = "app_transition:"
+CONNECTOR_KEYS = [PREFIX + pair_key(source, target) for source, target in CONNECTORS]
+
+
+class AppRow(Protocol):
+    """What the rule reads of a telemetry row."""
+
+    @property
+    def user_id(self) -> UUID: ...
+    @property
+    def app_id(self) -> str: ...
+    @property
+    def occurred_at(self) -> datetime: ...
 
 
 @dataclass
 class AppState:
-    """A user's previous analyzed event."""
+    """A user's previous analyzed event and switching habits."""
 
     last_app: str
     last_at: datetime
+    habits: Habits = field(default_factory=Habits)
 
 
 @dataclass
@@ -35,72 +48,95 @@ class Transition:
 
 
 @dataclass
+class Judged:
+    """The latest judgement of a connector pair that is or was suggested in the batch."""
+
+    verdict: Verdict
+    suggested: bool
+    at: datetime
+    first_at: datetime
+
+
+@dataclass
 class AppEffects:
     transitions: dict[tuple[UUID, str, str], Transition] = field(default_factory=dict)
     states: dict[UUID, AppState] = field(default_factory=dict)
     suggestions: list[Suggestion] = field(default_factory=list)
 
 
-def connector_suggestion(
-    user_id: UUID, source: str, target: str, weight: int, created_at: datetime
-) -> Suggestion | None:
-    """The connector suggestion for a pair with `weight` transitions, or None below the threshold."""
+def connector_suggestion(user_id: UUID, source: str, target: str, judged: Judged) -> Suggestion | None:
+    """The connector suggestion row for a judged pair: live while `judged.suggested`, else withdrawn."""
     connector = connector_for(source, target)
-    if connector is None or weight < settings.CONNECTOR_MIN_WEIGHT:
+    if connector is None:
         return None
+    verdict = judged.verdict
+    key = PREFIX + pair_key(source, target)
     return Suggestion(
         user_id=user_id,
-        suggestion_key=f"app_transition:{source}->{target}",
-        trigger=f"app_transition:{source}->{target}",
+        suggestion_key=key,
+        trigger=key,
         tools_involved=(source, target),
         suggested_integration=connector.name,
         sample_code=connector.sample,
-        reasoning=connector.reasoning.format(weight=weight, source=source, target=target),
+        reasoning=connector.reasoning.format(
+            share=f"{verdict.share:.0%}", lift=f"{verdict.lift:.1f}", source=source, target=target
+        ),
         actual_files=(),
-        confidence=min(weight / settings.SUGGESTION_CONFIDENCE_DIVISOR, settings.SUGGESTION_CONFIDENCE_CAP),
-        created_at=created_at,
+        confidence=verdict.confidence,
+        created_at=judged.first_at,
+        withdrawn_at=None if judged.suggested else judged.at,
     )
 
 
 def analyze_apps(
-    rows: Iterable[TelemetryEvent],
+    rows: Iterable[AppRow],
     states: Mapping[UUID, AppState],
-    weights: Mapping[tuple[UUID, str, str], int],
+    live: Set[tuple[UUID, str, str]],
 ) -> AppEffects:
-    """The batch's effects from its analyzable rows (in order), the users' previous events and the
-    current weights of known connector pairs. Pure."""
+    """The batch's effects from its analyzable rows (in order), the users' state before it and the
+    connector pairs whose suggestion is live (neither withdrawn nor dismissed) before it. Pure: the
+    inputs are not changed."""
     fx = AppEffects()
     window = settings.APP_TRANSITION_WINDOW
-    running: dict[tuple[UUID, str, str], int] = {}
-    reached_at: dict[tuple[UUID, str, str], datetime] = {}
-    first_at: dict[tuple[UUID, str, str], datetime] = {}
+    shown = set(live)
+    judged: dict[tuple[UUID, str, str], Judged] = {}
     for row in rows:
         user, app, at = row.user_id, row.app_id, row.occurred_at
         state = fx.states.get(user)
         if state is None:
             before = states.get(user)
-            state = AppState(before.last_app, before.last_at) if before else None
-        if state is None:
-            fx.states[user] = AppState(app, at)
-            continue
-        if state.last_app != app and abs(at - state.last_at) < window:
-            key = (user, state.last_app, app)
+            if before is None:
+                fx.states[user] = AppState(app, at)
+                continue
+            state = fx.states[user] = AppState(before.last_app, before.last_at, before.habits.copy())
+        source = state.last_app
+        if source != app and abs(at - state.last_at) < window:
+            key = (user, source, app)
             move = fx.transitions.get(key)
             if move is None:
                 fx.transitions[key] = Transition(1, at)
             else:
                 move.weight += 1
                 move.last_seen = max(move.last_seen, at)
-            if (state.last_app, app) in CONNECTORS:
-                n = running.get(key, weights.get(key, 0)) + 1
-                running[key] = n
-                first_at.setdefault(key, at)
-                if n == settings.CONNECTOR_MIN_WEIGHT:
-                    reached_at[key] = at
+            habits = state.habits
+            habits.record(source, app, at, (source, app) in CONNECTORS)
+            for a, b in CONNECTORS:
+                pair = (user, a, b)
+                was = pair in shown
+                if not was and pair_key(a, b) not in habits.pairs:
+                    continue
+                verdict = habits.judge(a, b)
+                now = verdict.suggests(was)
+                if was or now:
+                    earlier = judged.get(pair)
+                    judged[pair] = Judged(verdict, now, at, earlier.first_at if earlier else at)
+                if now:
+                    shown.add(pair)
+                else:
+                    shown.discard(pair)
         state.last_app, state.last_at = app, at
-        fx.states[user] = state
-    for key, n in running.items():
-        made = connector_suggestion(*key, n, reached_at.get(key, first_at[key]))
+    for (user, a, b), latest in judged.items():
+        made = connector_suggestion(user, a, b, latest)
         if made is not None:
             fx.suggestions.append(made)
     return fx
@@ -118,17 +154,16 @@ class AppWorkflows(Consumer):
             return
         users = list(dict.fromkeys(r.user_id for r in rows))
         states: dict[UUID, AppState] = {}
-        weights: dict[tuple[UUID, str, str], int] = {}
-        for record in await ctx.fetch(Q["app_state_load"], users, KNOWN_SOURCES, KNOWN_TARGETS):
+        live: set[tuple[UUID, str, str]] = set()
+        for record in await ctx.fetch(Q["app_state_load"], users, CONNECTOR_KEYS):
             user = record["user_id"]
             if record["last_app"] is not None:
-                states[user] = AppState(record["last_app"], record["last_at"])
-            if record["sources"]:
-                for source, target, weight in zip(
-                    record["sources"], record["targets"], record["weights"], strict=True
-                ):
-                    weights[(user, source, target)] = weight
-        fx = analyze_apps(rows, states, weights)
+                habits = Habits.from_json(record["habit_at"], record["habits"])
+                states[user] = AppState(record["last_app"], record["last_at"], habits)
+            for key in record["live"] or ():
+                source, target = key.removeprefix(PREFIX).split("->", 1)
+                live.add((user, source, target))
+        fx = analyze_apps(rows, states, live)
         if fx.transitions:
             await ctx.execute(
                 Q["relationships_add"],
@@ -145,4 +180,6 @@ class AppWorkflows(Consumer):
             list(fx.states),
             [s.last_app for s in fx.states.values()],
             [s.last_at for s in fx.states.values()],
+            [s.habits.at for s in fx.states.values()],
+            [s.habits.as_json() for s in fx.states.values()],
         )

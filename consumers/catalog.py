@@ -25,7 +25,7 @@ class Connector:
     target: str
     name: str
     reasoning: str
-    """Format string; receives `weight`, `source` and `target`."""
+    """Format string; receives `share` ("41%"), `lift` ("3.7"), `source` and `target`."""
     sample: str
 
 
@@ -108,24 +108,24 @@ CONNECTORS: dict[tuple[str, str], Connector] = {
             "vscode",
             "slack",
             "Post commits and build results to Slack",
-            "You switched from {source} to {target} {weight} times; posting your commits and build "
-            "results to a Slack channel saves the switch.",
+            "Lately {share} of your switches away from {source} went to {target}, {lift} times what "
+            "chance would give; posting your commits and build results to a Slack channel saves the switch.",
             'requests.post(SLACK_WEBHOOK_URL, json={"text": f"Build {status}: {commit}"}, timeout=10)',
         ),
         Connector(
             "excel",
             "outlook",
             "Email spreadsheet reports automatically",
-            "You switched from {source} to {target} {weight} times; sending the workbook or its "
-            "summary by email on a schedule saves the switch.",
+            "Lately {share} of your switches away from {source} went to {target}, {lift} times what "
+            "chance would give; sending the workbook or its summary by email on a schedule saves the switch.",
             'mail = outlook.CreateItem(0)\nmail.Attachments.Add("report.xlsx")\nmail.Send()',
         ),
         Connector(
             "figma",
             "jira",
             "Create Jira issues from Figma comments",
-            "You switched from {source} to {target} {weight} times; turning design comments into Jira "
-            "issues saves the switch.",
+            "Lately {share} of your switches away from {source} went to {target}, {lift} times what "
+            "chance would give; turning design comments into Jira issues saves the switch.",
             'jira.create_issue(project="DES", summary=comment["message"], issuetype={"name": "Task"})',
         ),
     )

@@ -59,16 +59,17 @@ on conflict (user_id, source, target, relation_type) do update
 set weight = r.weight + excluded.weight, last_seen = greatest(r.last_seen, excluded.last_seen)
 
 -- name: suggestions_upsert
--- A dismissed suggestion is never reopened nor changed; created_at stays the first trigger's time.
+-- A dismissed suggestion is never reopened nor changed; created_at stays the first trigger's time;
+-- withdrawn_at follows the latest evaluation (null while the suggestion stands).
 insert into public.suggestions as s
   (user_id, suggestion_key, trigger, tools_involved, suggested_integration, sample_code, reasoning,
-   actual_files, confidence, created_at)
+   actual_files, confidence, created_at, withdrawn_at)
 select x.user_id, x.suggestion_key, x.trigger, x.tools_involved, x.suggested_integration,
-       x.sample_code, x.reasoning, x.actual_files, x.confidence, x.created_at
+       x.sample_code, x.reasoning, x.actual_files, x.confidence, x.created_at, x.withdrawn_at
 from jsonb_to_recordset($1::jsonb) as x(
   user_id uuid, suggestion_key text, trigger text, tools_involved text[], suggested_integration text,
   sample_code text, reasoning text, actual_files text[], confidence double precision,
-  created_at timestamptz)
+  created_at timestamptz, withdrawn_at timestamptz)
 on conflict (user_id, suggestion_key) do update
 set trigger = excluded.trigger,
     tools_involved = excluded.tools_involved,
@@ -76,26 +77,31 @@ set trigger = excluded.trigger,
     sample_code = excluded.sample_code,
     reasoning = excluded.reasoning,
     actual_files = excluded.actual_files,
-    confidence = excluded.confidence
+    confidence = excluded.confidence,
+    withdrawn_at = excluded.withdrawn_at
 where not s.is_dismissed
 
 -- name: app_state_load
--- The previous analyzed event per user, and the current weights of the known connector pairs.
-select u.user_id, s.last_app, s.last_at, w.sources, w.targets, w.weights
+-- The previous analyzed event and switching habits per user, and which connector suggestions ($2,
+-- by key) stand: neither withdrawn nor dismissed.
+select u.user_id, s.last_app, s.last_at, s.habit_at, s.habits, l.live
 from unnest($1::uuid[]) as u(user_id)
 left join floyo_pipeline.app_workflow_state s on s.user_id = u.user_id
 left join lateral (
-  select array_agg(r.source) as sources, array_agg(r.target) as targets, array_agg(r.weight) as weights
-  from public.relationships r
-  join unnest($2::text[], $3::text[]) as k(source, target) on r.source = k.source and r.target = k.target
-  where r.user_id = u.user_id and r.relation_type = 'app_transition'
-) w on true
+  select array_agg(g.suggestion_key) as live
+  from public.suggestions g
+  where g.user_id = u.user_id and g.suggestion_key = any($2::text[])
+    and g.withdrawn_at is null and not g.is_dismissed
+) l on true
 
 -- name: app_state_save
-insert into floyo_pipeline.app_workflow_state as s (user_id, last_app, last_at)
-select x.user_id, x.last_app, x.last_at
-from unnest($1::uuid[], $2::text[], $3::timestamptz[]) as x(user_id, last_app, last_at)
-on conflict (user_id) do update set last_app = excluded.last_app, last_at = excluded.last_at
+insert into floyo_pipeline.app_workflow_state as s (user_id, last_app, last_at, habit_at, habits)
+select x.user_id, x.last_app, x.last_at, x.habit_at, x.habits
+from unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::jsonb[])
+  as x(user_id, last_app, last_at, habit_at, habits)
+on conflict (user_id) do update
+set last_app = excluded.last_app, last_at = excluded.last_at, habit_at = excluded.habit_at,
+    habits = excluded.habits
 
 -- name: duration_windows_load
 select w.user_id, w.app_id, w.event_type, w.durations, w.regression_open

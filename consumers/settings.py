@@ -18,8 +18,22 @@ ACTUAL_FILES_SHOWN = 3
 # app_workflows
 APP_TRANSITION_WINDOW = timedelta(minutes=5)
 """Consecutive rows in different apps strictly closer than this are an app transition."""
-CONNECTOR_MIN_WEIGHT = 5
-"""A known connector pair is suggested once its transition weight reaches this."""
+HABIT_HALF_LIFE = timedelta(days=7)
+"""A switch weighs half as much in the habit statistics (consumers/habits.py) after this much event time."""
+HABIT_MIN_SWITCHES = 4.0
+"""A connector pair is suggested only with at least this many (decayed) switches A→B ..."""
+HABIT_MIN_LIFT = 2.0
+"""... at least this many times as often as chance would give ..."""
+HABIT_MIN_EVIDENCE = 3.25
+"""... and with this much evidence (signed root of the likelihood-ratio statistic against chance)."""
+HABIT_KEEP_LIFT = 1.5
+"""A suggested pair is withdrawn when its lift falls below this ..."""
+HABIT_KEEP_EVIDENCE = 1.5
+"""... or its evidence below this."""
+HABIT_CONFIDENCE_CAP = 0.95
+"""confidence = min(1 - 1/lift, HABIT_CONFIDENCE_CAP)."""
+HABIT_FORGET_BELOW = 0.01
+"""Decayed counts below this are dropped (about 7 half-lives without a switch)."""
 
 # performance: durations
 DURATION_WINDOW = 40

@@ -24,6 +24,8 @@ class Suggestion:
     confidence: float
     created_at: datetime
     """The time of the event that first triggered it (kept when the suggestion is updated)."""
+    withdrawn_at: datetime | None = None
+    """Set when the evidence behind a suggestion is gone (the time of the event that showed it)."""
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -37,6 +39,7 @@ class Suggestion:
             "actual_files": list(self.actual_files),
             "confidence": self.confidence,
             "created_at": self.created_at.isoformat(),
+            "withdrawn_at": self.withdrawn_at.isoformat() if self.withdrawn_at else None,
         }
 
 

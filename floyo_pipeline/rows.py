@@ -152,6 +152,8 @@ class Suggestion(TableRow):
     is_applied: bool = False
     created_at: datetime
     viewed_at: datetime | None = None
+    withdrawn_at: datetime | None = None
+    """Set by the pipeline when the evidence behind the suggestion is gone (a faded habit)."""
 
 
 PRIVACY_MODELS: tuple[type[TableRow], ...] = (PrivacyPrefs, AppAllowlistEntry, SignalToggle)

@@ -155,6 +155,7 @@ async def test_can_flip_the_three_flags_of_own_suggestion(admin: asyncpg.Connect
         ("trigger", "'x'"),
         ("actual_files", "array['/etc/passwd']"),
         ("created_at", "now()"),
+        ("withdrawn_at", "now()"),
         ("user_id", "gen_random_uuid()"),
     ],
 )

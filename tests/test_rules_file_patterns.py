@@ -103,6 +103,7 @@ async def test_suggestion_from_three_uses_of_a_catalog_extension(
         "is_applied": False,
         "created_at": at(120),
         "viewed_at": None,
+        "withdrawn_at": None,
     }
     assert got[many]["confidence"] == 0.9
     assert got[many]["actual_files"] == ["/m/1.PY", "/m/0.PY", "/m/4.PY"]

@@ -75,17 +75,21 @@ def test_suggestion_threshold_counts_stored_uses() -> None:
     assert fx.suggestions[0].confidence == 0.9
 
 
-def test_app_transitions_and_connector_threshold() -> None:
+def test_app_transitions_and_state_from_previous_batch() -> None:
     before = {U: AppState("vscode", T0 - timedelta(seconds=10))}
     rows = [ev(0, "slack"), ev(299, "vscode"), ev(300, "slack"), ev(900, "vscode"), ev(901, "vscode")]
-    fx = analyze_apps(rows, before, {(U, "vscode", "slack"): 3})
+    fx = analyze_apps(rows, before, set())
     assert {k: v.weight for k, v in fx.transitions.items()} == {
         (U, "vscode", "slack"): 2,
         (U, "slack", "vscode"): 1,
     }
-    [made] = fx.suggestions
-    assert (made.confidence, made.created_at) == (0.5, T0 + timedelta(seconds=300))
-    assert fx.states[U] == AppState("vscode", T0 + timedelta(seconds=901))
+    assert fx.suggestions == []  # two switches are no habit
+    state = fx.states[U]
+    assert (state.last_app, state.last_at) == ("vscode", T0 + timedelta(seconds=901))
+    assert state.habits.at == T0 + timedelta(seconds=300)
+    # The first switch is 300 s old, with a week's half-life.
+    assert state.habits.pairs == {"vscode->slack": pytest.approx(0.5 ** (300 / (7 * 86400)) + 1.0)}
+    assert before[U].habits.pairs == {}  # inputs are not mutated
 
 
 def test_privacy_gate_reasons() -> None:

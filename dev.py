@@ -77,6 +77,7 @@ def prometheus_path() -> str | None:
     debs = sorted(downloads.glob("prometheus_*.deb"))
     if debs:
         subprocess.run(["dpkg", "-x", str(debs[-1]), str(PROMETHEUS_DIR)], stdout=quiet, stderr=quiet)
+        shutil.rmtree(downloads, ignore_errors=True)
     if all((unpacked / b).exists() for b in PROMETHEUS_BINARIES):
         return str(unpacked)
     say(PROMETHEUS_HINT + " (apt-get download prometheus did not work here; try apt-get update first)")

@@ -193,6 +193,17 @@ class _ReplayHelp(argparse.HelpFormatter):
         return text
 
 
+def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be greater than 0, not {text}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="floyo-pipeline",
@@ -269,10 +280,12 @@ def build_parser() -> argparse.ArgumentParser:
         SERVICE,
         **service_usage,
     )
-    demo_parser.add_argument("--users", type=int, default=5, help="synthetic users to feed (default 5)")
+    demo_parser.add_argument(
+        "--users", type=_positive(int), default=5, metavar="N", help="synthetic people to feed (default 5)"
+    )
     demo_parser.add_argument(
         "--duration",
-        type=float,
+        type=_positive(float),
         default=None,
         metavar="SECONDS",
         help="stop by itself after this long (default: run until Ctrl-C)",

@@ -85,3 +85,13 @@ def test_dead_letters_explains_its_arguments() -> None:
     text = " ".join(help_of("dead-letters").split())
     assert "list the open ones (the default)" in text
     assert "ID dead letter ids, as `list` shows them" in text
+
+
+@pytest.mark.parametrize("args", [["--users", "0"], ["--duration", "-5"], ["--users", "many"]])
+def test_demo_refuses_a_count_or_duration_that_is_not_positive(
+    args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["demo", *args])
+    assert done.value.code == 2
+    assert f"argument {args[0]}" in capsys.readouterr().err

@@ -4,6 +4,7 @@ running counts and lag, a summary), in a pipe and in a terminal, and stops clean
 from __future__ import annotations
 
 import fcntl
+import io
 import json
 import os
 import pty
@@ -16,6 +17,9 @@ import termios
 import time
 from pathlib import Path
 
+import pytest
+
+from floyo_pipeline.demo.view import RICH_MISSING, PlainView, make_view
 from tests.service import ROOT
 
 SUMMARY = re.compile(
@@ -170,3 +174,17 @@ def test_demo_in_a_terminal_shows_a_live_view_and_ctrl_c_ends_it_cleanly(tmp_pat
     assert "why: " in plain
     last = [line for line in plain.splitlines() if line.startswith("demo: ")][-1]
     assert re.match(r"demo: \d+ events from 5 users became \d+ patterns", last), last
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_without_rich_a_terminal_gets_plain_lines_and_one_line_saying_why(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "rich.console", None)  # as if rich were not installed
+    assert isinstance(make_view(_Terminal(), "demo"), PlainView)
+    assert capsys.readouterr().err.splitlines() == [RICH_MISSING]
+    assert "pip install 'floyo-pipeline[demo]'" in RICH_MISSING

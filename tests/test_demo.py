@@ -134,11 +134,12 @@ def _read(master: int, until: float) -> bytes:
 
 
 def test_demo_in_a_terminal_shows_a_live_view_and_ctrl_c_ends_it_cleanly(tmp_path: Path) -> None:
-    """README's command as typed, `python3 dev.py demo`, in a pseudo-terminal; Ctrl-C as typed."""
+    """README's command, `python3 dev.py demo`, in a pseudo-terminal; Ctrl-C as typed, well before
+    --duration would stop it."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 120, 0, 0))
     proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "dev.py"), "demo"],
+        [sys.executable, str(ROOT / "dev.py"), "demo", "--duration", "900"],
         stdin=slave,
         stdout=slave,
         stderr=slave,

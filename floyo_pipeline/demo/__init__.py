@@ -8,6 +8,7 @@ folder; its warnings and errors are shown as well.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import time
@@ -83,7 +84,8 @@ async def _watch(watcher: Watcher, view: View, fed: list[int], began: float, sto
 
 
 async def _stop_after(seconds: float, stopping: asyncio.Event) -> None:
-    await asyncio.sleep(seconds)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stopping.wait(), timeout=seconds)
     stopping.set()
 
 
@@ -150,7 +152,11 @@ async def _run(
             ]
             if duration is not None:
                 tasks.append(asyncio.create_task(_stop_after(duration, stopping), name="demo-timer"))
-            code = 1
+            for task in tasks:
+                # A failed feed or view would leave the service idling with nothing shown: stop it.
+                task.add_done_callback(
+                    lambda t: stopping.set() if not t.cancelled() and t.exception() else None
+                )
             try:
                 code = await run_service(
                     settings,
@@ -162,7 +168,12 @@ async def _run(
                 )
             finally:
                 stopping.set()
-                await asyncio.gather(*tasks, return_exceptions=True)
+                outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+            failures = [
+                f"demo: {task.get_name()} failed: {type(err).__name__}: {err}"
+                for task, err in zip(tasks, outcomes, strict=True)
+                if isinstance(err, Exception)
+            ]
             # The last batches commit during the drain: one more look before the summary.
             for found in await watcher.poll(fed[0]):
                 view.finding(found, time.monotonic() - began)
@@ -170,7 +181,8 @@ async def _run(
             summary.extend(summary_lines(watcher.counts, people, time.monotonic() - began, log_path))
             if code != 0:
                 summary.insert(0, f"demo: the service stopped with exit code {code}; see {log_path}")
-            return code
+            summary[:0] = failures
+            return code or (1 if failures else 0)
         finally:
             await watch_conn.close()
             await admin.close()

@@ -1,14 +1,22 @@
 #!/usr/bin/env python3
-"""Everything on a fresh machine with only Python 3.11+: `python3 dev.py demo` or `python3 dev.py test`.
+"""Everything on a fresh machine with only Python 3.11+:
+
+    python3 dev.py demo      the demo: an embedded Postgres, a synthetic week of telemetry, the service
+    python3 dev.py test      the whole test suite against a real (embedded) Postgres
+    python3 dev.py bench     the benchmark (bench/run.py; --rows 200000 for a shorter run)
+    python3 dev.py install   only create .venv/ and install the project into it
 
 Creates .venv/ beside this file (once, and again when pyproject.toml changes), installs the project
-with its dev extras, then runs the demo or the whole test suite. Extra arguments go to the command.
+with its dev and demo extras, then runs the command. Extra arguments go to the command. `test` also
+needs promtool and prometheus (Debian's prometheus package); where they are missing and apt-get is
+there, it unpacks that package into .venv/ (no root needed).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -18,6 +26,17 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 STAMP = VENV / ".floyo-installed"
+INSTALL_LOG = VENV / "install.log"
+PROMETHEUS_DIR = VENV / "prometheus"
+PROMETHEUS_BINARIES = ("promtool", "prometheus")
+PROMETHEUS_HINT = (
+    "dev.py: 4 tests need promtool and prometheus, from Debian's prometheus package: install it "
+    "(sudo apt-get install prometheus) or set FLOYO_ALLOW_SKIP_PROMETHEUS=1 to skip those tests"
+)
+
+
+def say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
 
 
 def ensure_venv() -> None:
@@ -26,25 +45,69 @@ def ensure_venv() -> None:
         return
     if not (BIN / "python").exists():
         venv.EnvBuilder(with_pip=True).create(VENV)
+    say(f"dev.py: installing floyo-pipeline with its dev and demo extras into {VENV} (log: {INSTALL_LOG})")
     pip = [str(BIN / "python"), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
-    subprocess.run([*pip, "--upgrade", "pip"], check=True)
-    subprocess.run([*pip, "-e", f"{ROOT}[dev]"], check=True)
+    with INSTALL_LOG.open("w") as log:
+        for step in ([*pip, "--upgrade", "pip"], [*pip, "-e", f"{ROOT}[dev,demo]"]):
+            log.write(f"$ {' '.join(step)}\n")
+            log.flush()
+            if subprocess.run(step, stdout=log, stderr=subprocess.STDOUT, check=False).returncode != 0:
+                log.close()
+                sys.stderr.write(INSTALL_LOG.read_text()[-4000:])
+                say(f"dev.py: the install failed (full log: {INSTALL_LOG})")
+                sys.exit(1)
     STAMP.write_text(wanted)
 
 
+def prometheus_path() -> str | None:
+    """A PATH entry holding promtool and prometheus, fetched into .venv/ if need be; None: none found."""
+    if all(shutil.which(b) for b in PROMETHEUS_BINARIES):
+        return None
+    unpacked = PROMETHEUS_DIR / "usr" / "bin"
+    if all((unpacked / b).exists() for b in PROMETHEUS_BINARIES):
+        return str(unpacked)
+    if not (shutil.which("apt-get") and shutil.which("dpkg")):
+        say(PROMETHEUS_HINT)
+        return None
+    say(f"dev.py: fetching Debian's prometheus package into {PROMETHEUS_DIR} (promtool, prometheus)")
+    downloads = VENV / "downloads"
+    downloads.mkdir(exist_ok=True)
+    quiet = subprocess.DEVNULL
+    subprocess.run(["apt-get", "download", "prometheus"], cwd=downloads, stdout=quiet, stderr=quiet)
+    debs = sorted(downloads.glob("prometheus_*.deb"))
+    if debs:
+        subprocess.run(["dpkg", "-x", str(debs[-1]), str(PROMETHEUS_DIR)], stdout=quiet, stderr=quiet)
+        shutil.rmtree(downloads, ignore_errors=True)
+    if all((unpacked / b).exists() for b in PROMETHEUS_BINARIES):
+        return str(unpacked)
+    say(PROMETHEUS_HINT + " (apt-get download prometheus did not work here; try apt-get update first)")
+    return None
+
+
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in {"demo", "test", "run", "install"}:
-        print(__doc__, file=sys.stderr)
+    if not argv or argv[0] not in {"demo", "test", "bench", "run", "install"}:
+        say(__doc__ or "")
         return 2
     ensure_venv()
     command, rest = argv[0], argv[1:]
     if command == "install":
         return 0
+    env = dict(os.environ)
     if command == "test":
         cmd = [str(BIN / "python"), "-m", "pytest", *rest]
+        extra = prometheus_path()
+        if extra:
+            env["PATH"] = os.pathsep.join([extra, env.get("PATH", "")])
+    elif command == "bench":
+        cmd = [str(BIN / "python"), str(ROOT / "bench" / "run.py"), *rest]
     else:
         cmd = [str(BIN / "floyo-pipeline"), command, *rest]
-    return subprocess.call(cmd, cwd=ROOT)
+    os.chdir(ROOT)
+    if os.name == "nt":
+        return subprocess.call(cmd, env=env)
+    # Replace this process, so Ctrl-C and SIGTERM reach the command itself (which drains and reports)
+    # and no Python wrapper is left waiting to print a KeyboardInterrupt traceback.
+    os.execve(cmd[0], cmd, env)
 
 
 if __name__ == "__main__":

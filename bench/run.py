@@ -1,7 +1,8 @@
-"""The benchmark of DESIGN.md section 7, measured side by side in one run on one database.
+"""The benchmark of docs/benchmark.md (its targets are there), measured side by side in one run on one
+database. Run it in the project's environment:
 
-    python bench/run.py                # 1M-row backlog (a few minutes)
-    python bench/run.py --rows 200000  # quicker
+    python3 dev.py bench                 # 1M-row backlog (a few minutes); = .venv/bin/python bench/run.py
+    python3 dev.py bench --rows 200000   # quicker
 
 Prints the Postgres ceiling (batched insert, COPY and cursor read rates of telemetry rows), the
 pipeline's catch-up rate through all analyzers with its peak RSS, the ingest overhead of the

@@ -1,4 +1,4 @@
-"""The privacy gate in front of every telemetry analyzer (DESIGN.md section 5, G9).
+"""The privacy gate in front of every telemetry analyzer (docs/analyzers.md; G9 in docs/guarantees.md).
 
 A row is analyzed only if its user gave consent and left monitoring on, its app is allow-listed,
 enabled and not scoped `none`, and its event type is not switched off. Settings are read once per

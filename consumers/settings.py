@@ -1,4 +1,4 @@
-"""The analyzers' thresholds as named settings (DESIGN.md section 5; explained in docs/analyzers.md)."""
+"""The analyzers' thresholds as named settings (explained in docs/analyzers.md)."""
 
 from __future__ import annotations
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -33,126 +35,264 @@ from floyo_pipeline.service import StartupError, run_service
 EXIT_USAGE = 2
 log = get_logger(__name__)
 
-# (flag, settings field, help); the env var is named in the help text.
-_SETTING_FLAGS: list[tuple[str, str, str, type]] = [
-    ("--wakeup", "wakeup", "wake-up source: notify | realtime | poll (FLOYO_WAKEUP, default notify)", str),
-    ("--http-host", "http_host", "HTTP bind address (FLOYO_HTTP_HOST, default 0.0.0.0)", str),
-    (
-        "--http-port",
-        "http_port",
-        "HTTP port for health, status, metrics (FLOYO_HTTP_PORT, default 9091)",
-        int,
-    ),
-    ("--log-format", "log_format", "json | console (FLOYO_LOG_FORMAT, default json)", str),
-    ("--log-level", "log_level", "debug | info | warning | error (FLOYO_LOG_LEVEL, default info)", str),
-    ("--batch-size", "batch_size", "max rows per batch (FLOYO_BATCH_SIZE, default 500)", int),
-    (
-        "--poll-interval",
-        "poll_interval_seconds",
-        "seconds between safety-net polls (FLOYO_POLL_INTERVAL_SECONDS, default 2)",
-        float,
-    ),
-    (
-        "--lease-ttl",
-        "lease_ttl_seconds",
-        "partition lease TTL in seconds (FLOYO_LEASE_TTL_SECONDS, default 15)",
-        float,
-    ),
-    (
-        "--shutdown-grace",
-        "shutdown_grace_seconds",
-        "seconds to drain on SIGTERM (FLOYO_SHUTDOWN_GRACE_SECONDS, default 25)",
-        float,
-    ),
-    (
-        "--max-concurrency",
-        "max_concurrency",
-        "batch transactions in flight at once (FLOYO_MAX_CONCURRENCY, default 6)",
-        int,
-    ),
-    (
-        "--readers-per-stream",
-        "readers_per_stream",
-        "readers per stream, each over a share of the partitions (FLOYO_READERS_PER_STREAM, default 4)",
-        int,
-    ),
-    (
-        "--data-dir",
-        "data_dir",
-        "embedded Postgres folder when DATABASE_URL is unset (FLOYO_DATA_DIR, .floyo)",
-        str,
-    ),
-    (
-        "--replica-id",
-        "replica_id",
-        "this replica's lease owner name (FLOYO_REPLICA_ID, default host-pid)",
-        str,
-    ),
-    ("--consumers", "consumers", "consumer factory module:function (FLOYO_CONSUMERS)", str),
-]
+
+@dataclass(frozen=True)
+class SettingFlag:
+    """A CLI flag for one settings field; its help names the env var and the default."""
+
+    flag: str
+    field: str
+    metavar: str
+    kind: type
+    help: str
+
+
+_SETTING_FLAGS = {
+    f.field: f
+    for f in (
+        SettingFlag(
+            "--data-dir",
+            "data_dir",
+            "DIR",
+            str,
+            "embedded Postgres folder when DATABASE_URL is unset (FLOYO_DATA_DIR, default .floyo)",
+        ),
+        SettingFlag(
+            "--log-format",
+            "log_format",
+            "FORMAT",
+            str,
+            "json or console (FLOYO_LOG_FORMAT, default json)",
+        ),
+        SettingFlag(
+            "--log-level",
+            "log_level",
+            "LEVEL",
+            str,
+            "debug, info, warning or error (FLOYO_LOG_LEVEL, default info)",
+        ),
+        SettingFlag(
+            "--consumers",
+            "consumers",
+            "MODULE:FUNCTION",
+            str,
+            "factory of the consumers to run (FLOYO_CONSUMERS, default consumers:all_consumers)",
+        ),
+        SettingFlag(
+            "--http-host", "http_host", "ADDRESS", str, "HTTP bind address (FLOYO_HTTP_HOST, default 0.0.0.0)"
+        ),
+        SettingFlag(
+            "--http-port",
+            "http_port",
+            "PORT",
+            int,
+            "HTTP port of /healthz, /readyz, /status, /metrics (FLOYO_HTTP_PORT, default 9091)",
+        ),
+        SettingFlag(
+            "--wakeup",
+            "wakeup",
+            "SOURCE",
+            str,
+            "wake-up hints: notify, realtime or poll (FLOYO_WAKEUP, default notify)",
+        ),
+        SettingFlag(
+            "--batch-size", "batch_size", "ROWS", int, "max rows per batch (FLOYO_BATCH_SIZE, default 500)"
+        ),
+        SettingFlag(
+            "--poll-interval",
+            "poll_interval_seconds",
+            "SECONDS",
+            float,
+            "between safety-net polls (FLOYO_POLL_INTERVAL_SECONDS, default 2)",
+        ),
+        SettingFlag(
+            "--lease-ttl",
+            "lease_ttl_seconds",
+            "SECONDS",
+            float,
+            "partition lease lifetime (FLOYO_LEASE_TTL_SECONDS, default 15)",
+        ),
+        SettingFlag(
+            "--shutdown-grace",
+            "shutdown_grace_seconds",
+            "SECONDS",
+            float,
+            "time to drain on SIGTERM/SIGINT (FLOYO_SHUTDOWN_GRACE_SECONDS, default 25)",
+        ),
+        SettingFlag(
+            "--max-concurrency",
+            "max_concurrency",
+            "N",
+            int,
+            "batch transactions in flight at once (FLOYO_MAX_CONCURRENCY, default 6)",
+        ),
+        SettingFlag(
+            "--readers-per-stream",
+            "readers_per_stream",
+            "N",
+            int,
+            "readers per stream, each over a share of the partitions (FLOYO_READERS_PER_STREAM, default 4)",
+        ),
+        SettingFlag(
+            "--replica-id",
+            "replica_id",
+            "NAME",
+            str,
+            "this replica's name as lease owner (FLOYO_REPLICA_ID, default $FLY_MACHINE_ID or host-pid)",
+        ),
+    )
+}
+# Which settings each command takes as flags (every setting is still read from its env var).
+DATABASE = ("data_dir", "log_format", "log_level")
+SERVICE = tuple(_SETTING_FLAGS)
 
 DESCRIPTION = """\
 floyo-pipeline turns Floyo telemetry rows in Postgres into patterns, relationships, insights and
 integration suggestions, exactly once, in per-user order, with partition leases for scale-out.
-
+"""
+EPILOG = """\
 Database: DATABASE_URL (a postgres:// URL). Unset, an embedded Postgres is started in FLOYO_DATA_DIR
-and migrated automatically. Realtime wake-ups need SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY.
+and migrated automatically. Every setting is an environment variable (README.md lists them all);
+`floyo-pipeline COMMAND --help` shows the flags a command takes.
+
+First time? `floyo-pipeline demo` shows what the service does, on its own embedded database.
 """
 
 
-def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
+def _add_setting_flags(parser: argparse.ArgumentParser, fields: Sequence[str]) -> None:
     group = parser.add_argument_group("settings (each also from its env var)")
-    for flag, field, help_text, kind in _SETTING_FLAGS:
-        group.add_argument(flag, dest=f"setting_{field}", type=kind, default=None, help=help_text)
+    for field in fields:
+        f = _SETTING_FLAGS[field]
+        group.add_argument(
+            f.flag,
+            dest=f"setting_{field}",
+            type=f.kind,
+            default=None,
+            metavar=f.metavar,
+            help=f.help,
+        )
+
+
+def consumer_names(factory: str) -> list[str]:
+    """Names of the consumers `factory` (FLOYO_CONSUMERS) builds."""
+    return [c.name for c in build_consumers(factory)]
+
+
+class _ReplayHelp(argparse.HelpFormatter):
+    """Names the valid consumers in `replay --help` only, so no other command loads them to parse."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help
+        if text is not None and "{consumers}" in text:
+            factory = os.environ.get("FLOYO_CONSUMERS") or str(Settings.model_fields["consumers"].default)
+            try:
+                names = ", ".join(consumer_names(factory))
+            except Exception:
+                names = f"those {factory} builds"
+            text = text.replace("{consumers}", names)
+        return text
+
+
+def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be greater than 0, not {text}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="floyo-pipeline", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="floyo-pipeline",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"floyo-pipeline {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, help_text: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        _add_setting_flags(p)
+    def command(name: str, help_text: str, settings: Sequence[str], **kw: Any) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text, **kw)
+        _add_setting_flags(p, settings)
         return p
 
-    command("run", "run the service: consumers, wake-ups, HTTP port, scheduled jobs (until SIGTERM)")
-    m = command("migrate", "apply pending migrations from supabase/migrations (or roll back with --down-to)")
+    service_usage = {"usage": "%(prog)s [options]"}
+    command(
+        "run",
+        "run the service: consumers, wake-ups, HTTP port, scheduled jobs (until SIGTERM)",
+        SERVICE,
+        **service_usage,
+    )
+    m = command(
+        "migrate", "apply pending migrations from supabase/migrations (or roll back with --down-to)", DATABASE
+    )
     m.add_argument("--down-to", metavar="VERSION", help="run rollbacks until VERSION is the newest applied")
-    command("validate-schema", "compare the database with the expected schema; exit 1 on drift")
-    s = command("status", "per consumer, stream and partition: position, lag, lease; dead-letter counts")
+    command("validate-schema", "compare the database with the expected schema; exit 1 on drift", DATABASE)
+    s = command(
+        "status", "per consumer, stream and partition: position, lag, lease; dead-letter counts", DATABASE
+    )
     s.add_argument("--json", action="store_true", help="print JSON (the same document as GET /status)")
-    r = command("replay", "move a consumer's checkpoints back so it reprocesses rows")
-    r.add_argument("--consumer", required=True)
+    r = command(
+        "replay",
+        "move a consumer's checkpoints back so it reprocesses rows (stop the service first, or --force)",
+        (*DATABASE, "consumers"),
+        formatter_class=_ReplayHelp,
+    )
+    r.add_argument("--consumer", required=True, metavar="NAME", help="the consumer to replay: {consumers}")
     where = r.add_mutually_exclusive_group(required=True)
     where.add_argument("--from-start", action="store_true", help="reprocess every row")
     where.add_argument(
         "--since",
         type=datetime.fromisoformat,
         metavar="TIMESTAMP",
-        help="reprocess rows inserted at or after this ISO timestamp",
+        help="reprocess rows inserted at or after this ISO timestamp (e.g. 2026-11-01T00:00:00+00:00)",
     )
     r.add_argument("--force", action="store_true", help="even while a running replica holds the leases")
-    d = command("dead-letters", "list, retry or discard rows that a consumer could not process")
-    d.add_argument("action", choices=["list", "retry", "discard"])
-    d.add_argument("ids", nargs="*", type=int, metavar="ID")
+    d = command(
+        "dead-letters",
+        "list, retry or discard rows that a consumer could not process",
+        (*DATABASE, "consumers"),
+        usage="%(prog)s [list [--all] [--json] | retry ID [ID ...] | discard ID [ID ...]] [options]",
+    )
+    d.add_argument(
+        "action",
+        nargs="?",
+        default="list",
+        choices=["list", "retry", "discard"],
+        help="list the open ones (the default); retry: run the consumer on each row now, marked retried "
+        "only if it succeeds; discard: give up on them",
+    )
+    d.add_argument("ids", nargs="*", type=int, metavar="ID", help="dead letter ids, as `list` shows them")
     d.add_argument("--all", action="store_true", help="list: include retried and discarded ones")
     d.add_argument("--json", action="store_true", help="list: print JSON")
-    command("healthcheck", "exit 0 when the running service's /readyz says ready, 1 otherwise")
-    demo_parser = command(
-        "demo", "embedded Postgres, a synthetic telemetry feed and the service, a line per batch"
+    command(
+        "healthcheck",
+        "exit 0 when the running service's /readyz says ready, 1 otherwise",
+        ("http_host", "http_port"),
     )
-    demo_parser.add_argument("--users", type=int, default=5, help="synthetic users to feed (default 5)")
+    demo_parser = command(
+        "demo",
+        "watch the service work: an embedded Postgres, a week of synthetic telemetry, and the "
+        "suggestions and insights it produces as they appear",
+        SERVICE,
+        **service_usage,
+    )
+    demo_parser.add_argument(
+        "--users", type=_positive(int), default=5, metavar="N", help="synthetic people to feed (default 5)"
+    )
     demo_parser.add_argument(
         "--duration",
-        type=float,
+        type=_positive(float),
         default=None,
         metavar="SECONDS",
         help="stop by itself after this long (default: run until Ctrl-C)",
     )
-    t = command("retention", "delete telemetry and outputs older than each user's data_retention_days")
+    t = command(
+        "retention", "delete telemetry and outputs older than each user's data_retention_days", DATABASE
+    )
     t.add_argument("--dry-run", action="store_true", help="print what would be deleted, delete nothing")
     return parser
 
@@ -221,6 +361,9 @@ async def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
+    names = consumer_names(settings.consumers)
+    if args.consumer not in names:
+        raise OperationError(f"unknown consumer {args.consumer!r}: the consumers are {', '.join(names)}")
     async with database_target(settings) as target:
         conn = await connect(target.service_url)
         try:
@@ -233,7 +376,9 @@ async def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
 
 async def cmd_dead_letters(settings: Settings, args: argparse.Namespace) -> int:
     if args.action != "list" and not args.ids:
-        raise OperationError(f"dead-letters {args.action} needs one or more IDs")
+        raise OperationError(f"dead-letters {args.action} needs one or more IDs (see `dead-letters list`)")
+    if args.action == "list" and args.ids:
+        raise OperationError("dead-letters list takes no IDs (retry ID.. or discard ID.. act on them)")
     async with database_target(settings) as target:
         conn = await connect(target.service_url)
         try:
@@ -247,12 +392,13 @@ async def cmd_dead_letters(settings: Settings, args: argparse.Namespace) -> int:
                             f"{r['id']:>6} {r['status']:<9} {r['consumer']}/{r['stream']} row {r['row_id']} "
                             f"{r['error_class']}: {r['error_message'][:120]}"
                         )
-                    print(f"{len(rows)} dead letter(s)")
+                    print(f"{len(rows)} {'' if args.all else 'open '}dead letter(s)")
                 return 0
             if args.action == "discard":
-                done = await discard_dead_letters(conn, args.ids)
-                print(f"discarded {len(done)} of {len(args.ids)}: {done}")
-                return 0 if len(done) == len(args.ids) else 1
+                refused = await discard_dead_letters(conn, args.ids)
+                for dead_id in args.ids:
+                    print(f"dead letter {dead_id}: {refused.get(dead_id, 'discarded')}")
+                return 1 if refused else 0
             consumers = build_consumers(settings.consumers)
             failed = 0
             for dead_id in args.ids:

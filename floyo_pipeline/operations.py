@@ -71,6 +71,8 @@ async def status(conn: asyncpg.Connection) -> dict[str, Any]:
 async def replay(conn: asyncpg.Connection, consumer: str, since: datetime | None, force: bool) -> int:
     """Move a consumer's checkpoints back (to the start, or to before `since`); returns rows moved."""
     async with conn.transaction():
+        if not await conn.fetchval(Q["replay_has_checkpoints"], consumer):
+            raise OperationError(f"{consumer!r} has no checkpoints yet (it has never run): nothing to replay")
         held = await conn.fetchval(Q["replay_held_leases"], consumer)
         if held and not force:
             raise OperationError(
@@ -93,12 +95,19 @@ async def dead_letters(conn: asyncpg.Connection, state: str | None = "open") -> 
     ]
 
 
-async def discard_dead_letters(conn: asyncpg.Connection, ids: Sequence[int]) -> list[int]:
-    done = []
-    for dead_id in ids:
-        if (await conn.execute(Q["dead_letter_resolve"], dead_id, "discarded")) == "UPDATE 1":
-            done.append(dead_id)
-    return done
+async def discard_dead_letters(conn: asyncpg.Connection, ids: Sequence[int]) -> dict[int, str]:
+    """Discard each open dead letter; returns why each of the others was not (missing, already done)."""
+    refused: dict[int, str] = {}
+    async with conn.transaction():
+        for dead_id in ids:
+            dead = await conn.fetchrow(Q["dead_letter_get"], dead_id)
+            if dead is None:
+                refused[dead_id] = "does not exist"
+            elif dead["status"] != "open":
+                refused[dead_id] = f"already {dead['status']}"
+            else:
+                await conn.execute(Q["dead_letter_resolve"], dead_id, "discarded")
+    return refused
 
 
 async def retry_dead_letter(conn: asyncpg.Connection, consumers: Sequence[Consumer], dead_id: int) -> None:

@@ -112,7 +112,11 @@ def require_binary(name: str) -> str:
     if path is None:
         if os.environ.get("FLOYO_ALLOW_SKIP_PROMETHEUS") == "1":
             pytest.skip(f"{name} is not installed (FLOYO_ALLOW_SKIP_PROMETHEUS=1)")
-        pytest.fail(f"{name} is not installed: apt-get install prometheus (see .ci/run)")
+        pytest.fail(
+            f"{name} is not on PATH: run the tests with `python3 dev.py test` (it unpacks Debian's "
+            "prometheus package into .venv/ where apt-get is there), or install Prometheus "
+            "(apt-get install prometheus), or set FLOYO_ALLOW_SKIP_PROMETHEUS=1 to skip this test"
+        )
     return path
 
 

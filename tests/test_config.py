@@ -14,7 +14,7 @@ SECRET_PASSWORD = "hunter2-do-not-print"
 SECRET_KEY = "service-role-key-do-not-print"
 
 
-def run_status(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+def run_status(env: dict[str, str], *args: str, command: str = "status") -> subprocess.CompletedProcess[str]:
     clean = {
         k: v
         for k, v in os.environ.items()
@@ -23,7 +23,7 @@ def run_status(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[s
     # A data folder that must stay untouched: a bad config never gets as far as starting Postgres.
     clean["FLOYO_DATA_DIR"] = "/nonexistent/floyo-config-test"
     return subprocess.run(
-        [sys.executable, "-m", "floyo_pipeline", "status", *args],
+        [sys.executable, "-m", "floyo_pipeline", command, *args],
         cwd=project_root(),
         env={**clean, **env},
         capture_output=True,
@@ -82,7 +82,7 @@ def test_bad_value_exits_2_with_one_line_naming_the_variable(env: dict[str, str]
 
 
 def test_bad_cli_flag_names_its_variable() -> None:
-    done = run_status({}, "--batch-size", "0")
+    done = run_status({}, "--batch-size", "0", command="run")
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         "floyo-pipeline: invalid configuration: FLOYO_BATCH_SIZE: Input should be greater than or equal to 1"

@@ -162,7 +162,7 @@ def test_missing_prometheus_binaries_fail_unless_skipping_is_allowed(
 ) -> None:
     monkeypatch.setenv("PATH", "/nonexistent")
     monkeypatch.delenv("FLOYO_ALLOW_SKIP_PROMETHEUS", raising=False)
-    with pytest.raises(pytest.fail.Exception):
+    with pytest.raises(pytest.fail.Exception, match=r"python3 dev\.py test.*FLOYO_ALLOW_SKIP_PROMETHEUS=1"):
         require_binary("promtool")
     monkeypatch.setenv("FLOYO_ALLOW_SKIP_PROMETHEUS", "1")
     with pytest.raises(pytest.skip.Exception):

@@ -275,3 +275,41 @@ async def test_status_reports_positions_lag_and_dead_letters(
     assert len(doc["partitions"]) == 64
     assert sum(p["lag_rows"] for p in doc["partitions"]) == 6
     assert all(p["lease_owner"] is None for p in doc["partitions"])
+
+
+async def test_replay_refuses_an_unknown_consumer_and_one_that_never_ran(
+    effects_db: TestDatabase, admin: asyncpg.Connection
+) -> None:
+    unknown = cli(effects_db, "replay", "--consumer", "nosuch", "--from-start")
+    assert unknown.returncode == 1, unknown.stdout + unknown.stderr
+    assert "unknown consumer 'nosuch': the consumers are recorder" in unknown.stderr
+    assert "moved" not in unknown.stdout
+    never_ran = cli(effects_db, "replay", "--consumer", "recorder", "--from-start")
+    assert never_ran.returncode == 1
+    assert "'recorder' has no checkpoints yet (it has never run)" in never_ran.stderr
+    assert await admin.fetchval("select count(*) from floyo_pipeline.checkpoints") == 0
+
+
+async def test_dead_letters_discard_says_what_it_could_not_discard(
+    effects_db: TestDatabase, admin: asyncpg.Connection
+) -> None:
+    dead_id = await admin.fetchval(
+        "insert into floyo_pipeline.dead_letters"
+        " (consumer, stream, partition, row_id, error_class, error_message, attempts)"
+        " values ('recorder', 'telemetry_events', 3, 42, 'PoisonError', 'bad row', 3) returning id"
+    )
+    listed = cli(effects_db, "dead-letters")  # no action: list
+    assert listed.returncode == 0, listed.stderr
+    assert "row 42 PoisonError: bad row" in listed.stdout and "1 open dead letter(s)" in listed.stdout
+    missing = dead_id + 999
+    done = cli(effects_db, "dead-letters", "discard", str(dead_id), str(missing))
+    assert done.returncode == 1
+    assert done.stdout.splitlines() == [
+        f"dead letter {dead_id}: discarded",
+        f"dead letter {missing}: does not exist",
+    ]
+    again = cli(effects_db, "dead-letters", "discard", str(dead_id))
+    assert again.returncode == 1 and again.stdout.strip() == f"dead letter {dead_id}: already discarded"
+    statuses = await admin.fetch("select id, status from floyo_pipeline.dead_letters")
+    assert [tuple(r) for r in statuses] == [(dead_id, "discarded")]
+    assert "0 open dead letter(s)" in cli(effects_db, "dead-letters").stdout

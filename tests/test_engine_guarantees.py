@@ -1,4 +1,4 @@
-"""DESIGN.md guarantees G1-G6 on a real database, with the engine running in this process."""
+"""Guarantees G1-G6 (docs/guarantees.md) on a real database, with the engine running in this process."""
 
 from __future__ import annotations
 

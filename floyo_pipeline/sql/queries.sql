@@ -138,6 +138,9 @@ where id = $1 for update
 -- name: dead_letter_resolve
 update floyo_pipeline.dead_letters set status = $2, resolved_at = now() where id = $1 and status = 'open'
 
+-- name: replay_has_checkpoints
+select exists (select from floyo_pipeline.checkpoints where consumer = $1)
+
 -- name: replay_held_leases
 select count(*) from floyo_pipeline.checkpoints
 where consumer = $1 and lease_owner is not null and lease_expires_at > now()

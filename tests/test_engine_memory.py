@@ -6,7 +6,7 @@ from pathlib import Path
 
 import asyncpg
 
-from tests.pg import TestDatabase, create_test_database, drop_test_database
+from tests.pg import Cluster, TestDatabase, create_test_database, drop_test_database
 from tests.service import ServiceProcess, insert_events, make_users
 from tests.support_consumers import EFFECTS_DDL
 from tests.test_engine_guarantees import wait_for_effects
@@ -22,8 +22,8 @@ def peak_rss(pid: int) -> int:
     raise AssertionError("no VmHWM in /proc status")
 
 
-async def peak_for_backlog(admin_url: str, rows: int) -> int:
-    db = await create_test_database(admin_url)
+async def peak_for_backlog(cluster: Cluster, rows: int) -> int:
+    db = await create_test_database(cluster)
     admin = await asyncpg.connect(db.admin_url)
     try:
         await admin.execute(EFFECTS_DDL)
@@ -40,10 +40,10 @@ async def peak_for_backlog(admin_url: str, rows: int) -> int:
         return peak
     finally:
         await admin.close()
-        await drop_test_database(admin_url, db.name)
+        await drop_test_database(cluster, db.name)
 
 
-async def test_peak_memory_is_bounded_whatever_the_backlog(template: str, database: TestDatabase) -> None:
+async def test_peak_memory_is_bounded_whatever_the_backlog(template: Cluster, database: TestDatabase) -> None:
     small = await peak_for_backlog(template, 50_000)
     large = await peak_for_backlog(template, 200_000)
     print(f"peak RSS: 50k backlog {small / MIB:.1f} MiB, 200k backlog {large / MIB:.1f} MiB")

@@ -1,7 +1,8 @@
 -- Every query the engine runs, by name. Loaded by floyo_pipeline.queries.
-
--- name: has_auth_schema
-select exists (select 1 from pg_namespace where nspname = 'auth')
+--
+-- A user's partition is spelled out as (get_byte(uuid_send(user_id), 15) % 64), the body of
+-- floyo_pipeline.user_partition(): that function has a fixed search_path, and Postgres does not
+-- inline such a function (a call per row costs about ten times the expression).
 
 -- name: ensure_migrations_table
 create schema if not exists supabase_migrations;
@@ -114,12 +115,12 @@ where c.stream = $1 and c.consumer = u.consumer and c.partition = u.partition
 select s.in_progress, r.*
 from (select coalesce(array_agg(x), '{}') as in_progress from pg_snapshot_xip(pg_current_snapshot()) as x) s
 left join lateral (
-  select id, floyo_pipeline.user_partition(user_id) as pipeline_partition, pipeline_txid, user_id, occurred_at,
+  select id, (get_byte(uuid_send(user_id), 15) % 64) as pipeline_partition, pipeline_txid, user_id, occurred_at,
          app_id, event_type, file_path, duration_ms, metadata, created_at
   from public.telemetry_events
   where (pipeline_txid, id) > ($1::xid8, $2::bigint)
-    and floyo_pipeline.user_partition(user_id) = any($3::int[])
-    and (pipeline_txid, id) > (($4::xid8[])[floyo_pipeline.user_partition(user_id) + 1], ($5::bigint[])[floyo_pipeline.user_partition(user_id) + 1])
+    and (get_byte(uuid_send(user_id), 15) % 64) = any($3::int[])
+    and (pipeline_txid, id) > (($4::xid8[])[(get_byte(uuid_send(user_id), 15) % 64) + 1], ($5::bigint[])[(get_byte(uuid_send(user_id), 15) % 64) + 1])
   order by pipeline_txid, id
   limit $6
 ) r on true
@@ -131,16 +132,16 @@ left join lateral (
 select s.in_progress, r.*
 from (select coalesce(array_agg(x), '{}') as in_progress from pg_snapshot_xip(pg_current_snapshot()) as x) s
 left join lateral (
-  select id, floyo_pipeline.user_partition(user_id) as pipeline_partition, pipeline_txid, user_id, occurred_at,
+  select id, (get_byte(uuid_send(user_id), 15) % 64) as pipeline_partition, pipeline_txid, user_id, occurred_at,
          app_id, event_type, file_path, duration_ms, metadata, created_at
   from public.telemetry_events
-  where pipeline_txid = any($1::xid8[]) and floyo_pipeline.user_partition(user_id) = any($2::int[])
+  where pipeline_txid = any($1::xid8[]) and (get_byte(uuid_send(user_id), 15) % 64) = any($2::int[])
   order by pipeline_txid, id
   limit $3
 ) r on true
 
 -- name: fetch_row_telemetry_events
-select id, floyo_pipeline.user_partition(user_id) as pipeline_partition, pipeline_txid, user_id, occurred_at,
+select id, (get_byte(uuid_send(user_id), 15) % 64) as pipeline_partition, pipeline_txid, user_id, occurred_at,
        app_id, event_type, file_path, duration_ms, metadata, created_at
 from public.telemetry_events where id = $1
 
@@ -193,7 +194,7 @@ with cp as (
 ), lag as (
   select cp.consumer, cp.partition, count(*) as rows, min(t.created_at) as oldest
   from public.telemetry_events t
-  join cp on cp.partition = floyo_pipeline.user_partition(t.user_id)
+  join cp on cp.partition = (get_byte(uuid_send(t.user_id), 15) % 64)
          and (t.pipeline_txid, t.id) > (cp.position_txid, cp.position_id)
   where t.pipeline_txid >= (select min(position_txid) from cp)
   group by cp.consumer, cp.partition
@@ -263,7 +264,7 @@ from (
   from floyo_pipeline.checkpoints cp
   left join lateral (
     select t.pipeline_txid as txid, t.id from public.telemetry_events t
-    where floyo_pipeline.user_partition(t.user_id) = cp.partition and t.created_at < $2
+    where (get_byte(uuid_send(t.user_id), 15) % 64) = cp.partition and t.created_at < $2
     order by t.pipeline_txid desc, t.id desc limit 1
   ) prev on true
   where cp.consumer = $1 and cp.stream = 'telemetry_events'
@@ -289,3 +290,13 @@ from (
 where c.consumer = $1 and c.stream = 'metrics_log' and c.partition = p.partition
   and (p.txid, p.id) < (c.position_txid, c.position_id)
 
+
+-- name: compat_state
+-- Whether the database has an `auth` schema, whether the compatibility bootstrap made it (its
+-- comment), and whether the current role may (re)run the bootstrap.
+select n.oid is not null as has_auth,
+       coalesce(obj_description(n.oid, 'pg_namespace') like 'floyo-pipeline: Supabase compatibility%', false)
+         as ours,
+       (select rolsuper from pg_roles where rolname = current_user) as superuser
+from (select 1) one
+left join pg_namespace n on n.nspname = 'auth'

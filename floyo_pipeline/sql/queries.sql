@@ -300,3 +300,9 @@ select n.oid is not null as has_auth,
        (select rolsuper from pg_roles where rolname = current_user) as superuser
 from (select 1) one
 left join pg_namespace n on n.nspname = 'auth'
+
+-- name: realtime_published_streams
+-- Which of the streams ($3) of schema $2 are in the publication $1 (Realtime sends nothing of the others).
+select tablename as table_name
+from pg_publication_tables
+where pubname = $1 and schemaname = $2 and tablename = any($3::text[])

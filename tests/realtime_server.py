@@ -253,7 +253,10 @@ class RealtimeTestServer:
         if self.jwt_secret is not None:
             try:
                 claims: dict[str, Any] = jwt.decode(
-                    token, self.jwt_secret, algorithms=["HS256"], options={"require": ["exp", "role"]}
+                    token,
+                    self.jwt_secret,
+                    algorithms=["HS256"],
+                    options={"require": ["exp", "role"], "verify_aud": False},
                 )
             except jwt.PyJWTError:
                 return None

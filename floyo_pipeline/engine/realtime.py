@@ -283,7 +283,8 @@ _CURRENT: ContextVar[_Session | None] = ContextVar("floyo_realtime_session", def
 
 class _UnparsedFrameFilter(logging.Filter):
     """The client logs every frame it cannot parse verbatim, and a frame can carry row data: the
-    frame goes to the session it arrived on instead, and the record is dropped (G9)."""
+    frame goes to the session it arrived on instead, and the record is dropped (no raw telemetry
+    in logs)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         text = record.getMessage()

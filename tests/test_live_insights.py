@@ -112,8 +112,13 @@ async def test_each_user_receives_their_own_new_rows_and_never_another_users(
         finally:
             await pipeline.close()
 
+        own = {a: ("a-1", "a-insight"), b: ("b-1", "b-insight")}
+
         async def delivered() -> bool:
-            return all(len(w.rows) == 2 for w in watchers.values())
+            return all(
+                own[user][0] in w.got("suggestions") and own[user][1] in w.got("insights")
+                for user, w in watchers.items()
+            )
 
         await wait_until(delivered, timeout=30, what="each user's suggestion and insight")
         # Rows are delivered in commit order per table, and each user's own came last: anything of

@@ -19,11 +19,12 @@ from floyo_pipeline.migrations import (
     MigrationError,
     discover,
     ensure_compat,
+    is_supabase,
     migrate,
     migrate_down,
     project_root,
 )
-from tests.pg import Cluster, bootstrap, create_database
+from tests.pg import Cluster, bootstrap, create_database, with_database
 
 ROOT = Path(__file__).resolve().parent.parent
 MIGRATIONS = ROOT / "supabase" / "migrations"
@@ -319,3 +320,27 @@ async def test_bootstrap_reproduces_supabases_roles_and_default_privileges(
         assert await empty_db.fetchval("select pg_has_role(current_user, $1, 'member')", role)
     # A second run as the owner (no superuser) leaves the bootstrap alone.
     assert await ensure_compat(empty_db) is False
+
+
+async def test_bootstrap_never_runs_on_a_supabase_project(cluster: Cluster) -> None:
+    """A database whose `auth` schema is Supabase Auth's (it has auth.refresh_tokens) is left alone,
+    even by a superuser; the bootstrap's own `auth` is recognised and refreshed."""
+    name = f"floyo_supabase_like_{os.getpid()}_{next(_counter)}"
+    await create_database(cluster, name)
+    su = await connect(with_database(cluster.superuser_url, name))
+    try:
+        await su.execute(
+            "create schema auth; create table auth.refresh_tokens (id bigint);"
+            " create table auth.users (id uuid)"
+        )
+        assert await is_supabase(su) is True
+        assert await ensure_compat(su) is False
+        assert await su.fetchval("select to_regprocedure('auth.uid()') is null")
+        await su.execute("drop schema auth cascade")
+        assert await ensure_compat(su) is True and await is_supabase(su) is False
+        assert await ensure_compat(su) is True  # a superuser refreshes it
+    finally:
+        await su.close()
+        admin = await connect(cluster.superuser_url)
+        await admin.execute(f"drop database if exists {name} with (force)")
+        await admin.close()

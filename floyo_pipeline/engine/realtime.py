@@ -380,6 +380,7 @@ class RealtimeSource:
         finally:
             for status in self.streams.values():
                 status.listening, status.reason, status.problem = False, "stopped", None
+                status.published, status.session = None, None
             self._publish_health()
             self.health.down("stopped")
 

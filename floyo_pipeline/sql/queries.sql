@@ -293,10 +293,11 @@ where c.consumer = $1 and c.stream = 'metrics_log' and c.partition = p.partition
 
 -- name: compat_state
 -- Whether the database has an `auth` schema, whether the compatibility bootstrap made it (its
--- comment), and whether the current role may (re)run the bootstrap.
+-- comment; an older bootstrap left none, but never made Supabase Auth's auth.refresh_tokens), and
+-- whether the current role may (re)run the bootstrap.
 select n.oid is not null as has_auth,
        coalesce(obj_description(n.oid, 'pg_namespace') like 'floyo-pipeline: Supabase compatibility%', false)
-         as ours,
+         or (n.oid is not null and to_regclass('auth.refresh_tokens') is null) as ours,
        (select rolsuper from pg_roles where rolname = current_user) as superuser
 from (select 1) one
 left join pg_namespace n on n.nspname = 'auth'

@@ -38,8 +38,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from floyo_pipeline.db import connect  # noqa: E402
-from floyo_pipeline.embedded import start_embedded  # noqa: E402
-from tests.pg import create_test_database, prepare_template  # noqa: E402
+from floyo_pipeline.embedded import start_embedded, supabase_roles  # noqa: E402
+from tests.pg import Cluster, create_test_database, find_owner, prepare_template  # noqa: E402
 
 APPS = ("vscode", "slack", "excel", "outlook", "figma", "jira", "terminal")
 FILES = ("src/app.py", "src/db.sql", "run.sh", "data/q3.csv", "README.md", "web/main.js", "cfg/app.json")
@@ -291,13 +291,14 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     given = os.environ.get("BENCH_DATABASE_URL")
     server = None
     if given:
-        admin_url = given
+        cluster = Cluster(superuser_url=given, owner=await find_owner(given))
     else:
         pg, server = start_embedded(tmp)
-        admin_url = pg.admin_url
+        pg = await supabase_roles(pg)
+        cluster = Cluster(superuser_url=pg.admin_url, owner=pg.owner)
     try:
-        await prepare_template(admin_url)
-        db = await create_test_database(admin_url)
+        await prepare_template(cluster)
+        db = await create_test_database(cluster)
         conn = await connect(db.admin_url)
         results: dict[str, Any] = {
             "rows": args.rows,

@@ -39,7 +39,7 @@ def build_sources(settings: Settings, url: str) -> list[WakeupSource]:
     if settings.wakeup is Wakeup.REALTIME:
         from floyo_pipeline.engine.realtime import RealtimeSource
 
-        return [RealtimeSource.from_settings(settings)]
+        return [RealtimeSource.from_settings(settings, database_url=url)]
     return []
 
 

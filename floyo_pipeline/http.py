@@ -245,12 +245,26 @@ class App:
         db_problem = await self.database.get()
         if db_problem:
             reasons.append(db_problem)
-        sources = [
-            {"name": s.health.name, "connected": s.health.connected, "reason": s.health.reason}
-            for s in rt.sources
-        ]
+        sources: list[dict[str, Any]] = []
+        for source in rt.sources:
+            health = source.health
+            doc_source: dict[str, Any] = {
+                "name": health.name,
+                "connected": health.connected,
+                "reason": health.reason,
+            }
+            if health.streams:
+                doc_source["streams"] = dict(health.streams)
+            sources.append(doc_source)
         poll_up = any(s["name"] == "poll" and s["connected"] for s in sources)
         hints_down = [s for s in sources if s["name"] != "poll" and not s["connected"]]
+        # Ready means rows are processed: a hint source that is down only adds latency (the poll
+        # timer keeps every row flowing), so it degrades readiness instead of failing it.
+        degraded = [
+            f"wake-up source {s['name']} is down ({s['reason']}): rows are processed at the poll "
+            f"interval ({rt.settings.poll_interval_seconds:g}s) until it is back"
+            for s in hints_down
+        ]
         if not poll_up:
             reasons.append("wake-up source poll is not running")
         crash = rt.manager.crash
@@ -261,6 +275,7 @@ class App:
         doc = {
             "ready": not reasons,
             "reasons": reasons,
+            "degraded": degraded,
             "database": {"reachable": db_problem is None},
             "wakeup": {
                 # The poll timer is the safety net: with a hint source down, rows still flow, later.

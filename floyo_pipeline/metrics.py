@@ -82,6 +82,13 @@ SOURCE_CONNECTED = Gauge(
     ["source"],
     registry=REGISTRY,
 )
+SOURCE_PROBLEM = Gauge(
+    "floyo_pipeline_source_problem",
+    "1 while a wake-up source is held up by something only an operator can fix: `auth` (the key is "
+    "refused, expired or cannot read a stream) or `publication` (a stream is not in the publication).",
+    ["source", "problem"],
+    registry=REGISTRY,
+)
 DEAD_LETTERS = Gauge(
     "floyo_pipeline_dead_letters",
     "Open dead letters per consumer and stream (refreshed at scrape time).",

@@ -51,15 +51,27 @@ def discover(folder: Path | None = None) -> list[Migration]:
 
 
 async def is_supabase(conn: asyncpg.Connection) -> bool:
-    return bool(await conn.fetchval(Q["has_auth_schema"]))
+    """True on a Supabase project (an `auth` schema that the compatibility bootstrap did not make)."""
+    state = await conn.fetchrow(Q["compat_state"])
+    return bool(state is not None and state["has_auth"] and not state["ours"])
 
 
 async def ensure_compat(conn: asyncpg.Connection) -> bool:
-    """On plain Postgres, create the bits of Supabase the migrations rely on; True if applied."""
-    if await is_supabase(conn):
+    """On plain Postgres, provide what Supabase would (roles, default privileges, `auth`, the
+    publication); True if applied. Needs a superuser the first time; a later run by a superuser
+    refreshes it, a later run by anyone else skips it. Never runs on a Supabase project."""
+    state = await conn.fetchrow(Q["compat_state"])
+    assert state is not None
+    if state["has_auth"] and not (state["ours"] and state["superuser"]):
         return False
     sql = resources.files("floyo_pipeline").joinpath("sql/supabase_compat.sql").read_text(encoding="utf-8")
-    await conn.execute(sql)
+    try:
+        await conn.execute(sql)
+    except asyncpg.PostgresError as err:
+        raise MigrationError(
+            f"supabase_compat.sql: {type(err).__name__}: {err} (on plain Postgres the first migrate "
+            "runs a Supabase compatibility bootstrap that needs a superuser)"
+        ) from err
     return True
 
 

@@ -2,7 +2,11 @@
 
 The expected tables, columns, Postgres types and nullability come from the row models in
 `floyo_pipeline.rows` (one source, no second hand-written copy); the policies from `POLICIES` below;
-the streams' publication membership and NOTIFY triggers from `STREAM_MODELS`.
+the streams' publication membership and NOTIFY triggers from `STREAM_MODELS`. Privileges are checked
+against Supabase's defaults (which grant ALL to the API roles): anon holds nothing, authenticated no
+more than `AUTHENTICATED_PRIVILEGES`, neither touches a sequence, service_role reads the streams.
+Two checks of Supabase's database advisor run too: functions without a fixed search_path and foreign
+keys without an index.
 """
 
 from __future__ import annotations
@@ -43,6 +47,26 @@ USER_ROLES = ("anon", "authenticated")
 API_ROLES = ("anon", "authenticated", "service_role")
 PIPELINE_COLUMNS = ("id", "created_at", "pipeline_txid")
 WORKER_ROLE = "floyo_pipeline_worker"
+SERVICE_ROLE = "service_role"
+# The outputs the app watches through Realtime (besides the streams, which wake the pipeline).
+LIVE_TABLES = ("insights", "suggestions")
+# Schemas whose functions and foreign keys the advisor checks (ours; Supabase's own are exempt).
+ADVISOR_SCHEMAS = ("public", PRIVATE_SCHEMA)
+TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
+_READ_WRITE = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE"})
+# The most `authenticated` may hold on each table (RLS then limits the rows); SELECT is required on
+# the live tables, or Realtime sends the app "Error 401: Unauthorized" instead of its rows.
+AUTHENTICATED_PRIVILEGES: dict[str, frozenset[str]] = {
+    "telemetry_events": frozenset({"SELECT", "INSERT"}),
+    "metrics_log": frozenset(),
+    "privacy_prefs": _READ_WRITE,
+    "app_allowlist": _READ_WRITE,
+    "signal_toggles": _READ_WRITE,
+    "patterns": frozenset({"SELECT"}),
+    "relationships": frozenset({"SELECT"}),
+    "insights": frozenset({"SELECT"}),
+    "suggestions": frozenset({"SELECT"}),  # plus UPDATE of three columns, a column grant
+}
 
 # Policy kinds: name template, command, role. POLICIES lists the kinds each public table has.
 POLICY_KINDS: dict[str, tuple[str, str, str]] = {
@@ -139,7 +163,16 @@ def expected_policies(table: str) -> list[Policy]:
 async def find_drift(conn: asyncpg.Connection) -> tuple[list[str], dict[str, int]]:
     """Every difference from the expected schema, one line each, and counts of what was checked."""
     drift: list[str] = []
-    checked = {"tables": 0, "columns": 0, "policies": 0, "streams": 0, "private tables": 0}
+    checked = {
+        "tables": 0,
+        "columns": 0,
+        "policies": 0,
+        "privileges": 0,
+        "streams": 0,
+        "live tables": 0,
+        "private tables": 0,
+        "advisor checks": 0,
+    }
 
     tables = {r["table_name"]: r["rls"] for r in await conn.fetch(Q["schema_check_public_tables"])}
     actual_columns: dict[str, dict[str, Column]] = {}
@@ -197,9 +230,59 @@ async def find_drift(conn: asyncpg.Connection) -> tuple[list[str], dict[str, int
         if table["table_name"] in TABLE_MODELS:
             drift.append(f"public.{table['table_name']}: anon has table privileges")
 
+    drift += await _privilege_drift(conn, set(tables), checked)
     drift += await _stream_drift(conn, set(tables), checked)
     drift += await _private_schema_drift(conn, checked)
+    drift += await _advisor_drift(conn, checked)
     return drift, checked
+
+
+async def _privilege_drift(conn: asyncpg.Connection, tables: set[str], checked: dict[str, int]) -> list[str]:
+    drift: list[str] = []
+    held: dict[str, set[str]] = {}
+    for r in await conn.fetch(Q["schema_check_table_privileges"], "authenticated", list(TABLE_PRIVILEGES)):
+        held.setdefault(r["table_name"], set()).add(r["privilege"])
+    for table, allowed in AUTHENTICATED_PRIVILEGES.items():
+        if table not in tables:
+            continue
+        checked["privileges"] += 1
+        extra = sorted(held.get(table, set()) - allowed)
+        if extra:
+            most = ", ".join(sorted(allowed)) or "nothing"
+            drift.append(f"public.{table}: authenticated has {', '.join(extra)} (expected at most {most})")
+        if table in LIVE_TABLES and "SELECT" not in held.get(table, set()):
+            drift.append(f"public.{table}: authenticated cannot SELECT (the app's live updates need it)")
+    readable = {
+        r["table_name"]
+        for r in await conn.fetch(Q["schema_check_table_privileges"], SERVICE_ROLE, ["SELECT"])
+    }
+    for stream in STREAM_MODELS:
+        if stream in tables:
+            checked["privileges"] += 1
+            if stream not in readable:
+                drift.append(f"public.{stream}: {SERVICE_ROLE} cannot SELECT (Realtime hints need it)")
+    for r in await conn.fetch(Q["schema_check_api_sequence_privileges"], list(USER_ROLES)):
+        if r["table_name"] in TABLE_MODELS:
+            drift.append(f"public.{r['sequence_name']}: {r['role_name']} has sequence privileges")
+    checked["privileges"] += 1
+    return drift
+
+
+async def _advisor_drift(conn: asyncpg.Connection, checked: dict[str, int]) -> list[str]:
+    """Supabase's database advisor, the checks that concern what the migrations create."""
+    drift: list[str] = []
+    for r in await conn.fetch(Q["schema_check_mutable_search_path"], list(ADVISOR_SCHEMAS)):
+        drift.append(
+            f"function {r['schema_name']}.{r['function_name']}({r['arguments']}): no fixed search_path "
+            "(advisor: function_search_path_mutable)"
+        )
+    for r in await conn.fetch(Q["schema_check_unindexed_foreign_keys"], list(ADVISOR_SCHEMAS)):
+        drift.append(
+            f"{r['schema_name']}.{r['table_name']}: foreign key {r['constraint_name']} has no index "
+            "(advisor: unindexed_foreign_keys)"
+        )
+    checked["advisor checks"] += 2
+    return drift
 
 
 async def _stream_drift(conn: asyncpg.Connection, tables: set[str], checked: dict[str, int]) -> list[str]:
@@ -240,6 +323,11 @@ async def _stream_drift(conn: asyncpg.Connection, tables: set[str], checked: dic
             f"public.{r['table_name']}.{r['column_name']}: {r['role_name']} may {r['privilege']} it "
             "(only the database writes the pipeline's columns)"
         )
+    for table in LIVE_TABLES:
+        if table in tables:
+            checked["live tables"] += 1
+            if table not in published:
+                drift.append(f"public.{table}: not in publication {PUBLICATION} (the app's live updates)")
     return drift
 
 

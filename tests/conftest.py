@@ -3,27 +3,35 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
 import pytest
 
 from floyo_pipeline.db import connect
-from floyo_pipeline.embedded import start_embedded
-from tests.pg import TestDatabase, create_test_database, drop_test_database, prepare_template
+from floyo_pipeline.embedded import start_embedded, supabase_roles
+from tests.pg import (
+    Cluster,
+    TestDatabase,
+    create_test_database,
+    drop_test_database,
+    find_owner,
+    prepare_template,
+)
 
 
 @pytest.fixture(scope="session")
-def admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+async def cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Cluster]:
     given = os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL")
     if given:
-        yield given
+        yield Cluster(superuser_url=given, owner=await find_owner(given))
         return
     data_dir = Path(tmp_path_factory.mktemp("embedded"))
-    pg, server = start_embedded(data_dir)
+    started, server = start_embedded(data_dir)
     try:
-        yield pg.admin_url
+        pg = await supabase_roles(started)
+        yield Cluster(superuser_url=pg.admin_url, owner=pg.owner)
     finally:
         cleanup = getattr(server, "cleanup", None)
         if cleanup is not None:
@@ -31,13 +39,19 @@ def admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-async def template(admin_url: str) -> str:
-    await prepare_template(admin_url)
-    return admin_url
+def admin_url(cluster: Cluster) -> str:
+    """The cluster's superuser (creates and drops databases)."""
+    return cluster.superuser_url
+
+
+@pytest.fixture(scope="session")
+async def template(cluster: Cluster) -> Cluster:
+    await prepare_template(cluster)
+    return cluster
 
 
 @pytest.fixture
-async def database(template: str) -> AsyncIterator[TestDatabase]:
+async def database(template: Cluster) -> AsyncIterator[TestDatabase]:
     db = await create_test_database(template)
     try:
         yield db
@@ -47,6 +61,7 @@ async def database(template: str) -> AsyncIterator[TestDatabase]:
 
 @pytest.fixture
 async def admin(database: TestDatabase) -> AsyncIterator[asyncpg.Connection]:
+    """The owner of the schema (Supabase's `postgres`: not a superuser, BYPASSRLS)."""
     conn = await connect(database.admin_url)
     try:
         yield conn

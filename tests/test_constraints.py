@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import asyncpg
 import pytest
 
 from floyo_pipeline.db import connect
+from floyo_pipeline.engine.streams import STREAMS
 from tests.pg import TestDatabase
+from tests.service import ROOT
 
 INSERT_TELEMETRY = """insert into public.telemetry_events
     (user_id, occurred_at, app_id, event_type, duration_ms, metadata)
@@ -131,3 +134,31 @@ async def test_impossible_outputs_and_settings_are_refused(
     with pytest.raises(asyncpg.CheckViolationError) as caught:
         await admin.execute(sql, user)
     assert caught.value.constraint_name == constraint
+
+
+async def test_engine_queries_partition_users_like_user_partition(admin: asyncpg.Connection) -> None:
+    """The engine's queries spell out floyo_pipeline.user_partition()'s body (the function, with its
+    fixed search_path, is not inlined): both must put every user in the same partition."""
+    body = await admin.fetchval(
+        "select prosrc from pg_proc where oid = 'floyo_pipeline.user_partition(uuid)'::regprocedure"
+    )
+    expression = body.strip().removeprefix("select ")
+    assert expression == "get_byte(uuid_send(user_id), 15) % 64"
+    text = (ROOT / "floyo_pipeline" / "sql" / "queries.sql").read_text(encoding="utf-8")
+    text += "\n".join(STREAMS["telemetry_events"].queries.values())
+    assert not re.search(r"user_partition\([^)]", text)  # no call with an argument
+    spelled = re.findall(r"get_byte\(uuid_send\((?:\w+\.)?user_id\), 15\) % 64", text)
+    assert spelled and len(spelled) == text.count("get_byte(")
+    users = [uuid.uuid4() for _ in range(200)]
+    await admin.execute("insert into auth.users (id) select unnest($1::uuid[])", users)
+    await admin.execute(
+        "insert into public.telemetry_events (user_id, occurred_at, app_id, event_type) "
+        "select u, now(), 'vscode', 'app_focused' from unnest($1::uuid[]) u",
+        users,
+    )
+    for row_id in await admin.fetch("select id from public.telemetry_events"):
+        row = await admin.fetchrow(STREAMS["telemetry_events"].queries["fetch_row"], row_id["id"], 1 << 20)
+        assert row is not None
+        assert row["pipeline_partition"] == await admin.fetchval(
+            "select floyo_pipeline.user_partition($1)", row["user_id"]
+        )

@@ -7,8 +7,8 @@ import json
 import random
 import signal
 import subprocess
-import time
 import sys
+import time
 
 import asyncpg
 import pytest

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import asyncpg
 
-from tests.pg import TestDatabase, create_test_database, drop_test_database
+from tests.pg import Cluster, TestDatabase, create_test_database, drop_test_database
 from tests.service import ServiceProcess, insert_events, make_users
 from tests.support_consumers import EFFECTS_DDL
 from tests.test_engine_guarantees import wait_for_effects
@@ -22,8 +22,8 @@ def peak_rss(pid: int) -> int:
     raise AssertionError("no VmHWM in /proc status")
 
 
-async def peak_for_backlog(admin_url: str, rows: int) -> int:
-    db = await create_test_database(admin_url)
+async def peak_for_backlog(cluster: Cluster, rows: int) -> int:
+    db = await create_test_database(cluster)
     admin = await asyncpg.connect(db.admin_url)
     try:
         await admin.execute(EFFECTS_DDL)
@@ -40,10 +40,10 @@ async def peak_for_backlog(admin_url: str, rows: int) -> int:
         return peak
     finally:
         await admin.close()
-        await drop_test_database(admin_url, db.name)
+        await drop_test_database(cluster, db.name)
 
 
-async def test_peak_memory_is_bounded_whatever_the_backlog(template: str, database: TestDatabase) -> None:
+async def test_peak_memory_is_bounded_whatever_the_backlog(template: Cluster, database: TestDatabase) -> None:
     small = await peak_for_backlog(template, 50_000)
     large = await peak_for_backlog(template, 200_000)
     print(f"peak RSS: 50k backlog {small / MIB:.1f} MiB, 200k backlog {large / MIB:.1f} MiB")
@@ -52,9 +52,9 @@ async def test_peak_memory_is_bounded_whatever_the_backlog(template: str, databa
     assert large - small < 16 * MIB
 
 
-async def peak_for_large_rows(admin_url: str, rows: int) -> int:
+async def peak_for_large_rows(cluster: Cluster, rows: int) -> int:
     """Peak RSS of the service catching up on `rows` rows of two users, each with 1 MB of metadata."""
-    db = await create_test_database(admin_url)
+    db = await create_test_database(cluster)
     admin = await asyncpg.connect(db.admin_url)
     try:
         await admin.execute(EFFECTS_DDL)
@@ -78,11 +78,11 @@ async def peak_for_large_rows(admin_url: str, rows: int) -> int:
         return peak
     finally:
         await admin.close()
-        await drop_test_database(admin_url, db.name)
+        await drop_test_database(cluster, db.name)
 
 
 async def test_peak_memory_is_bounded_in_bytes_for_rows_of_a_megabyte(
-    template: str, database: TestDatabase
+    template: Cluster, database: TestDatabase
 ) -> None:
     small = await peak_for_large_rows(template, 100)
     large = await peak_for_large_rows(template, 400)

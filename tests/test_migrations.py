@@ -15,8 +15,16 @@ import asyncpg
 import pytest
 
 from floyo_pipeline.db import connect
-from floyo_pipeline.migrations import MigrationError, discover, migrate, migrate_down, project_root
-from tests.pg import with_database
+from floyo_pipeline.migrations import (
+    MigrationError,
+    discover,
+    ensure_compat,
+    is_supabase,
+    migrate,
+    migrate_down,
+    project_root,
+)
+from tests.pg import Cluster, bootstrap, create_database, with_database
 
 ROOT = Path(__file__).resolve().parent.parent
 MIGRATIONS = ROOT / "supabase" / "migrations"
@@ -100,30 +108,29 @@ async def tracked(conn: asyncpg.Connection) -> list[str]:
 
 
 @pytest.fixture
-async def empty_db(admin_url: str) -> AsyncIterator[asyncpg.Connection]:
-    """A brand-new database from template0: no auth schema, no tables, nothing migrated."""
+async def empty_db(cluster: Cluster) -> AsyncIterator[asyncpg.Connection]:
+    """A brand-new database as a Supabase project starts (the compatibility bootstrap, nothing
+    migrated), connected as the owner that runs the migrations."""
     name = f"floyo_empty_{os.getpid()}_{next(_counter)}"
-    cluster = await connect(admin_url)
-    try:
-        await cluster.execute(f"create database {name} template template0")
-    finally:
-        await cluster.close()
-    conn = await connect(with_database(admin_url, name))
+    await create_database(cluster, name)
+    await bootstrap(cluster, name)
+    conn = await connect(cluster.owner_url(name))
     try:
         yield conn
     finally:
         await conn.close()
-        cluster = await connect(admin_url)
+        su = await connect(cluster.superuser_url)
         try:
-            await cluster.execute(f"drop database if exists {name} with (force)")
+            await su.execute(f"drop database if exists {name} with (force)")
         finally:
-            await cluster.close()
+            await su.close()
 
 
 async def test_migrations_apply_on_empty_database_and_reapply_changes_nothing(
     empty_db: asyncpg.Connection,
 ) -> None:
-    assert not await empty_db.fetchval("select exists (select 1 from pg_namespace where nspname = 'auth')")
+    assert await empty_db.fetchval("select to_regclass('public.telemetry_events') is null")
+    assert await empty_db.fetchval("select not rolsuper from pg_roles where rolname = current_user")
     applied = await migrate(empty_db)
     expected = [m.version for m in discover(MIGRATIONS)]
     assert [m.version for m in applied] == expected
@@ -143,7 +150,7 @@ async def test_migrations_apply_on_empty_database_and_reapply_changes_nothing(
 
 
 async def test_rollback_to_first_version_and_up_again(
-    empty_db: asyncpg.Connection, admin_url: str, tmp_path: Path
+    empty_db: asyncpg.Connection, cluster: Cluster, tmp_path: Path
 ) -> None:
     migrations = discover(MIGRATIONS)
     first_version = migrations[0].version
@@ -158,17 +165,18 @@ async def test_rollback_to_first_version_and_up_again(
 
     # The rolled-back database equals one where only the first migration was ever applied.
     name = f"floyo_first_{os.getpid()}_{next(_counter)}"
-    cluster = await connect(admin_url)
-    await cluster.execute(f"create database {name} template template0")
-    reference = await connect(with_database(admin_url, name))
+    await create_database(cluster, name)
+    await bootstrap(cluster, name)
+    reference = await connect(cluster.owner_url(name))
     try:
         shutil.copy(migrations[0].path, tmp_path)
         await migrate(reference, folder=tmp_path)
         assert diff(await catalog_dump(reference), after_down) == []
     finally:
         await reference.close()
-        await cluster.execute(f"drop database if exists {name} with (force)")
-        await cluster.close()
+        su = await connect(cluster.superuser_url)
+        await su.execute(f"drop database if exists {name} with (force)")
+        await su.close()
 
     reapplied = await migrate(empty_db)
     assert [m.version for m in reapplied] == [m.version for m in migrations[1:]]
@@ -240,9 +248,9 @@ def run_cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-async def test_cli_migrate_down_to_and_up(empty_db: asyncpg.Connection, admin_url: str) -> None:
+async def test_cli_migrate_down_to_and_up(empty_db: asyncpg.Connection, cluster: Cluster) -> None:
     name = await empty_db.fetchval("select current_database()")
-    url = with_database(admin_url, name)
+    url = cluster.owner_url(name)
     migrations = discover(MIGRATIONS)
 
     up = run_cli(url, "migrate")
@@ -254,9 +262,11 @@ async def test_cli_migrate_down_to_and_up(empty_db: asyncpg.Connection, admin_ur
     rolled = [line for line in down.stdout.splitlines() if line.startswith("rolled back ")]
     assert rolled == [f"rolled back {m.version}_{m.name}" for m in reversed(migrations[2:])]
     assert await tracked(empty_db) == [m.version for m in migrations[:2]]
-    assert not await empty_db.fetchval(
+    # Rolled back past the policies, the tables stay closed: RLS on (since their creation), no policy.
+    assert await empty_db.fetchval(
         "select relrowsecurity from pg_class where oid = 'public.patterns'::regclass"
     )
+    assert await empty_db.fetchval("select count(*) from pg_policies where tablename = 'patterns'") == 0
 
     unknown = run_cli(url, "migrate", "--down-to", "20000101000000")
     assert unknown.returncode == 1
@@ -266,3 +276,71 @@ async def test_cli_migrate_down_to_and_up(empty_db: asyncpg.Connection, admin_ur
     again = run_cli(url, "migrate")
     assert again.returncode == 0, again.stderr
     assert f"{len(migrations) - 2} migration(s) applied" in again.stdout
+
+
+ALL_TABLE_PRIVILEGES = ["DELETE", "INSERT", "REFERENCES", "SELECT", "TRIGGER", "TRUNCATE", "UPDATE"]
+
+
+async def test_bootstrap_reproduces_supabases_roles_and_default_privileges(
+    empty_db: asyncpg.Connection, cluster: Cluster
+) -> None:
+    """What Supabase's own tests check of a new project (supabase/postgres migrations/tests):
+    `postgres` is no superuser, and what it creates in public is open to every API role."""
+    me = await empty_db.fetchrow(
+        "select rolsuper, rolbypassrls, rolcreaterole, rolcreatedb from pg_roles where rolname = current_user"
+    )
+    assert me is not None and dict(me) == {
+        "rolsuper": False,
+        "rolbypassrls": True,
+        "rolcreaterole": True,
+        "rolcreatedb": True,
+    }
+    await empty_db.execute("create table public.test_priv (id bigint generated always as identity, x int)")
+    await empty_db.execute("create function public.test_fn() returns int language sql as 'select 1'")
+    for role in ("anon", "authenticated", "service_role"):
+        granted = await empty_db.fetch(
+            "select privilege_type from information_schema.role_table_grants "
+            "where table_name = 'test_priv' and grantee = $1 order by 1",
+            role,
+        )
+        assert [r[0] for r in granted] == ALL_TABLE_PRIVILEGES, role
+        assert await empty_db.fetchval(
+            "select has_sequence_privilege($1, 'public.test_priv_id_seq', 'USAGE, SELECT, UPDATE')", role
+        )
+        assert await empty_db.fetchval(
+            "select has_function_privilege($1, 'public.test_fn()', 'EXECUTE')", role
+        )
+    assert (
+        await empty_db.fetchval(
+            "select pg_get_userbyid(pubowner) from pg_publication where pubname = 'supabase_realtime'"
+        )
+        == cluster.owner
+    )
+    for role in ("anon", "authenticated", "service_role"):  # postgres may act as them (SET ROLE)
+        assert await empty_db.fetchval("select pg_has_role(current_user, $1, 'member')", role)
+    # A second run as the owner (no superuser) leaves the bootstrap alone.
+    assert await ensure_compat(empty_db) is False
+
+
+async def test_bootstrap_never_runs_on_a_supabase_project(cluster: Cluster) -> None:
+    """A database whose `auth` schema is Supabase Auth's (it has auth.refresh_tokens) is left alone,
+    even by a superuser; the bootstrap's own `auth` is recognised and refreshed."""
+    name = f"floyo_supabase_like_{os.getpid()}_{next(_counter)}"
+    await create_database(cluster, name)
+    su = await connect(with_database(cluster.superuser_url, name))
+    try:
+        await su.execute(
+            "create schema auth; create table auth.refresh_tokens (id bigint);"
+            " create table auth.users (id uuid)"
+        )
+        assert await is_supabase(su) is True
+        assert await ensure_compat(su) is False
+        assert await su.fetchval("select to_regprocedure('auth.uid()') is null")
+        await su.execute("drop schema auth cascade")
+        assert await ensure_compat(su) is True and await is_supabase(su) is False
+        assert await ensure_compat(su) is True  # a superuser refreshes it
+    finally:
+        await su.close()
+        admin = await connect(cluster.superuser_url)
+        await admin.execute(f"drop database if exists {name} with (force)")
+        await admin.close()

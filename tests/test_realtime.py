@@ -1,5 +1,6 @@
-"""Realtime wake-ups: the real `realtime` client against the Phoenix-channel test double in
-tests/realtime_server.py, fed by a real Postgres LISTEN (never a live Supabase project).
+"""Realtime wake-ups: the real `realtime` client against the Realtime test double in
+tests/realtime_server.py (which behaves as the real server was observed to), fed by a real Postgres
+(never a live Supabase project).
 
 The poll safety net runs every 60 s here and every wait is shorter, so prompt processing can only
 come from a Realtime hint or the catch-up pass after a (re)subscribe.
@@ -10,7 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -23,8 +24,10 @@ from tests.pg import TestDatabase
 from tests.realtime_server import RealtimeTestServer
 from tests.service import ROOT, ServiceProcess, insert_events, make_users, running_service, wait_until
 from tests.support_consumers import EFFECTS_DDL, EffectRecorder
+from tests.support_ops import http, serving
 
 KEY = "test-service-role-key-5f2c9a"
+ANON_KEY = "test-anon-key-77d01e"
 POLL_SECONDS = 60.0  # the safety net stays out of the way
 WAIT = 30.0  # generous, and still below the poll interval
 _TOPIC = "realtime:floyo_pipeline:telemetry_events"
@@ -39,15 +42,25 @@ JUNK_FRAMES: tuple[str | bytes, ...] = (
 
 @pytest.fixture
 async def server(database: TestDatabase) -> AsyncIterator[RealtimeTestServer]:
-    srv = await RealtimeTestServer(database.admin_url).start()
+    srv = await RealtimeTestServer(database.admin_url, keys={KEY: {"role": "service_role"}}).start()
     try:
         yield srv
     finally:
         await srv.stop()
 
 
-def fast_source(server: RealtimeTestServer, key: str = KEY) -> RealtimeSource:
-    return RealtimeSource(server.url, key, check_interval=0.2, backoff_base=0.05, backoff_cap=0.5)
+def fast_source(server: RealtimeTestServer, database: TestDatabase, key: str = KEY) -> RealtimeSource:
+    return RealtimeSource(
+        server.url,
+        key,
+        database_url=database.service_url,
+        check_interval=0.2,
+        backoff_base=0.05,
+        backoff_cap=0.5,
+        slow_backoff_base=0.2,
+        slow_backoff_cap=1.0,
+        publication_check_interval=0.3,
+    )
 
 
 def wakeups() -> float:
@@ -58,11 +71,21 @@ def gauge() -> float | None:
     return metrics.REGISTRY.get_sample_value("floyo_pipeline_source_connected", {"source": "realtime"})
 
 
+def problem(kind: str) -> float | None:
+    return metrics.REGISTRY.get_sample_value(
+        "floyo_pipeline_source_problem", {"source": "realtime", "problem": kind}
+    )
+
+
 def check(predicate: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
     async def run() -> bool:
         return predicate()
 
     return run
+
+
+def events(logs: Sequence[Mapping[str, Any]], name: str) -> list[Mapping[str, Any]]:
+    return [e for e in logs if e["event"] == name]
 
 
 async def effects(admin: asyncpg.Connection) -> tuple[int, int]:
@@ -100,12 +123,13 @@ async def test_inserted_rows_wake_the_service_through_realtime(
 ) -> None:
     await admin.execute(EFFECTS_DDL)
     users = await make_users(admin, 4)
-    source = fast_source(server)
+    source = fast_source(server, database)
     async with running_service(
         database.service_url, [EffectRecorder()], sources=[source], poll_interval_seconds=POLL_SECONDS
     ):
         await wait_until(check(lambda: source.health.connected), timeout=WAIT, what="realtime ready")
         assert gauge() == 1
+        assert source.health.streams == {"telemetry_events": None, "metrics_log": None}
         await wait_leases(admin)
         total = 0
         for round_ in range(2):  # the second round starts with every worker idle
@@ -114,7 +138,7 @@ async def test_inserted_rows_wake_the_service_through_realtime(
             await wait_effects(admin, total, f"effects of round {round_}")
             assert server.stats["changes_sent"] > sent
             assert wakeups() > before
-        assert server.stats["heartbeats"] >= 1
+        assert server.stats["connections"] == 2  # one websocket per stream
     assert source.health.reason == "stopped"
 
 
@@ -123,7 +147,7 @@ async def test_rows_inserted_before_subscribed_to_postgresql_are_caught_up(
 ) -> None:
     await admin.execute(EFFECTS_DDL)
     users = await make_users(admin, 4)
-    source = fast_source(server)
+    source = fast_source(server, database)
     server.subscribed_gate.clear()  # SUBSCRIBED replies go out; "Subscribed to PostgreSQL" waits
     async with running_service(
         database.service_url, [EffectRecorder()], sources=[source], poll_interval_seconds=POLL_SECONDS
@@ -155,7 +179,7 @@ async def test_recovers_from_drop_and_refused_reconnects_exactly_once(
 ) -> None:
     await admin.execute(EFFECTS_DDL)
     users = await make_users(admin, 5)
-    source = fast_source(server)
+    source = fast_source(server, database)
     async with running_service(
         database.service_url, [EffectRecorder()], sources=[source], poll_interval_seconds=POLL_SECONDS
     ) as task:
@@ -175,6 +199,7 @@ async def test_recovers_from_drop_and_refused_reconnects_exactly_once(
         assert not source.health.connected
         assert "503" in (source.health.reason or "")
         assert gauge() == 0
+        assert problem("auth") == 0  # an outage, not a key problem
         total += await insert_events(admin, users, 4)
 
         server.refusing = False
@@ -186,13 +211,71 @@ async def test_recovers_from_drop_and_refused_reconnects_exactly_once(
         assert not task.done()
 
 
+@pytest.mark.parametrize(
+    ("refusal", "status", "body"),
+    [("403", 403, ""), ("401", 401, '{"error": "Failed to validate JWT signature"}')],
+)
+async def test_key_refused_at_the_upgrade_is_named_backs_off_slowly_and_shows_in_readyz(
+    database: TestDatabase,
+    admin: asyncpg.Connection,
+    server: RealtimeTestServer,
+    refusal: str,
+    status: int,
+    body: str,
+) -> None:
+    """A wrong or expired key: the real server refuses the websocket upgrade (v2.28: 403 with an
+    empty body; upstream: 401 with a JSON reason). Processing goes on at the poll interval, so the
+    service stays ready; /readyz, the logs and the problem gauge say why hints are missing."""
+    await admin.execute(EFFECTS_DDL)
+    users = await make_users(admin, 3)
+    server.keys = {"some-other-key": {"role": "service_role"}}
+    server.refusal = "401" if refusal == "401" else "403"
+    source = fast_source(server, database)
+    with capture_logs() as logs:
+        async with serving(
+            database.service_url, [EffectRecorder()], sources=[source], poll_interval_seconds=POLL_SECONDS
+        ) as svc:
+            await wait_until(
+                check(lambda: len(events(logs, "source.reconnecting")) >= 4), timeout=WAIT, what="refusals"
+            )
+            ready = await http(svc.base + "/readyz")
+            assert ready.status == 200, ready.body
+            doc = ready.json()
+            assert doc["ready"] is True and doc["reasons"] == []
+            assert doc["wakeup"]["mode"] == "poll-fallback"
+            (realtime,) = [s for s in doc["wakeup"]["sources"] if s["name"] == "realtime"]
+            assert realtime["connected"] is False
+            assert f"auth refused: HTTP {status}" in realtime["reason"]
+            assert set(realtime["streams"]) == {"telemetry_events", "metrics_log"}
+            assert all(f"HTTP {status}" in why for why in realtime["streams"].values())
+            assert len(doc["degraded"]) == 1 and "realtime" in doc["degraded"][0]
+            assert "poll interval (60s)" in doc["degraded"][0]
+            assert problem("auth") == 1 and gauge() == 0
+
+            server.keys[KEY] = {"role": "service_role"}
+            await wait_until(check(lambda: source.health.connected), timeout=WAIT, what="key accepted")
+            assert problem("auth") == 0
+            await wait_leases(admin)
+            total = await insert_events(admin, users, 3)
+            await wait_effects(admin, total, "effects after the key was accepted")
+            assert (await http(svc.base + "/readyz")).json()["degraded"] == []
+    refused = events(logs, "source.auth_refused")
+    assert refused and all(e["status"] == status and e["body"] == body for e in refused)
+    assert refused[0]["log_level"] == "error"
+    assert {e["stream"] for e in refused} == {"telemetry_events", "metrics_log"}
+    slow = [e for e in events(logs, "source.reconnecting") if "auth refused" in e["reason"]]
+    assert slow and all(e["backoff"] == "slow" for e in slow)
+    assert server.stats["joins_refused"] == 0  # refused at the upgrade, never at a join
+    assert KEY not in repr(logs)
+
+
 async def test_refused_join_is_reported_and_retried_until_accepted(
     database: TestDatabase, admin: asyncpg.Connection, server: RealtimeTestServer
 ) -> None:
     await admin.execute(EFFECTS_DDL)
     users = await make_users(admin, 3)
-    server.accepted_tokens = {"some-other-key"}
-    source = fast_source(server)
+    server.join_error = "InvalidJWTToken: Token has expired 12 seconds ago"
+    source = fast_source(server, database)
     with capture_logs() as logs:
         async with running_service(
             database.service_url, [EffectRecorder()], sources=[source], poll_interval_seconds=POLL_SECONDS
@@ -201,17 +284,215 @@ async def test_refused_join_is_reported_and_retried_until_accepted(
                 check(lambda: server.stats["joins_refused"] >= 3), timeout=WAIT, what="refused joins"
             )
             assert not source.health.connected
-            assert "Invalid JWT" in (source.health.reason or "")
+            assert "InvalidJWTToken" in (source.health.reason or "")
             assert not task.done()
 
-            server.accepted_tokens.add(KEY)
+            server.join_error = None
             await wait_until(check(lambda: source.health.connected), timeout=WAIT, what="accepted")
             await wait_leases(admin)
             total = await insert_events(admin, users, 3)
-            await wait_effects(admin, total, "effects after the token was accepted")
-    refused = [e for e in logs if e["event"] == "source.join_refused"]
-    assert refused and all("Invalid JWT" in e["reason"] for e in refused)
+            await wait_effects(admin, total, "effects after the join was accepted")
+    refused = events(logs, "source.join_refused")
+    assert refused and all("InvalidJWTToken" in e["reason"] for e in refused)
+    assert all(e["backoff"] == "slow" for e in events(logs, "source.reconnecting"))
     assert KEY not in repr(logs)
+
+
+async def test_token_expiry_in_session_is_named_and_the_session_restarts(
+    database: TestDatabase, admin: asyncpg.Connection, server: RealtimeTestServer
+) -> None:
+    """The server ends a channel whose token expired: a `system` error, then `phx_close`."""
+    await admin.execute(EFFECTS_DDL)
+    users = await make_users(admin, 3)
+    source = fast_source(server, database)
+    with capture_logs() as logs:
+        async with running_service(
+            database.service_url, [EffectRecorder()], sources=[source], poll_interval_seconds=POLL_SECONDS
+        ):
+            await wait_until(check(lambda: source.health.connected), timeout=WAIT, what="realtime ready")
+            await server.expire_tokens()
+            await wait_until(
+                check(lambda: len(events(logs, "source.token_expired")) == 2), timeout=WAIT, what="expiry"
+            )
+            await wait_until(check(lambda: server.stats["connections"] >= 4), timeout=WAIT, what="reconnect")
+            await wait_until(check(lambda: source.health.connected), timeout=WAIT, what="ready again")
+            await wait_leases(admin)
+            total = await insert_events(admin, users, 3)
+            await wait_effects(admin, total, "effects after the new session")
+    assert server.stats["expired"] == 2
+    expired = events(logs, "source.token_expired")
+    assert {e["stream"] for e in expired} == {"telemetry_events", "metrics_log"}
+    assert all("Access token has expired" in e["message"] for e in expired)
+    after = [e for e in events(logs, "source.reconnecting") if "expired" in e["reason"]]
+    assert len(after) == 2 and all(e["backoff"] == "slow" for e in after)
+
+
+async def test_a_key_without_read_access_is_reported_as_unauthorized(
+    database: TestDatabase, admin: asyncpg.Connection, server: RealtimeTestServer
+) -> None:
+    """The anon key connects and subscribes, then every change arrives as a frame with
+    "Error 401: Unauthorized" and no row, which the client cannot parse: one `source.unauthorized`
+    per stream and session (not a warning per row), not connected, and still a hint."""
+    await admin.execute(EFFECTS_DDL)
+    users = await make_users(admin, 3)
+    server.keys = {KEY: {"role": "service_role"}, ANON_KEY: {"role": "anon"}}
+    source = fast_source(server, database, key=ANON_KEY)
+    with capture_logs() as logs:
+        async with running_service(
+            database.service_url, [EffectRecorder()], sources=[source], poll_interval_seconds=POLL_SECONDS
+        ):
+            await wait_until(check(lambda: server.listening == 2), timeout=WAIT, what="subscribed")
+            await wait_leases(admin)
+            total = 0
+            for round_ in range(3):
+                total += await insert_events(admin, users, 2)
+                await wait_effects(admin, total, f"effects of round {round_} (hinted by the 401 frames)")
+            await wait_until(
+                check(lambda: not source.health.connected), timeout=WAIT, what="reported unauthorized"
+            )
+            reason = source.health.streams["telemetry_events"] or ""
+            assert "unauthorized" in reason and "Error 401: Unauthorized" in reason
+            assert source.health.streams["metrics_log"] is None  # no change there yet
+            assert problem("auth") == 1 and gauge() == 0
+    assert server.stats["unauthorized_sent"] >= 3 and server.stats["changes_sent"] == 0
+    unauthorized = events(logs, "source.unauthorized")
+    assert len(unauthorized) == 1
+    assert unauthorized[0]["table"] == "public.telemetry_events" and unauthorized[0]["log_level"] == "error"
+    assert events(logs, "source.malformed_message") == []
+    assert server.stats["connections"] == 2  # the sessions were kept
+
+
+async def test_a_stream_missing_from_the_publication_does_not_stop_the_others_hints(
+    database: TestDatabase, admin: asyncpg.Connection, server: RealtimeTestServer
+) -> None:
+    """The server answers a subscription to a table outside the publication with a `system` error
+    after a successful join: only that stream's session is affected, the event names the table."""
+    await admin.execute(EFFECTS_DDL)
+    await admin.execute("alter publication supabase_realtime drop table public.metrics_log")
+    users = await make_users(admin, 3)
+    source = fast_source(server, database)
+    with capture_logs() as logs:
+        async with running_service(
+            database.service_url, [EffectRecorder()], sources=[source], poll_interval_seconds=POLL_SECONDS
+        ):
+            await wait_until(
+                check(lambda: source.health.streams.get("telemetry_events", "") is None),
+                timeout=WAIT,
+                what="telemetry_events listening",
+            )
+            await wait_until(
+                check(lambda: len(events(logs, "source.stream_error")) >= 2), timeout=WAIT, what="errors"
+            )
+            assert not source.health.connected
+            assert "not in publication supabase_realtime" in (source.health.streams["metrics_log"] or "")
+            assert problem("publication") == 1
+            await wait_leases(admin)
+            total = 0
+            for round_ in range(2):
+                total += await insert_events(admin, users, 3)
+                await wait_effects(admin, total, f"telemetry hints, round {round_}")
+
+            await admin.execute("alter publication supabase_realtime add table public.metrics_log")
+            await wait_until(check(lambda: source.health.connected), timeout=WAIT, what="metrics_log back")
+            assert problem("publication") == 0
+    error = events(logs, "source.stream_error")[0]
+    assert error["stream"] == "metrics_log" and error["table"] == "public.metrics_log"
+    assert "table: metrics_log" in error["message"]  # the server's whole message, table included
+    missing = events(logs, "source.publication_missing")
+    assert [e["table"] for e in missing] == ["public.metrics_log"]
+    assert [e["stream"] for e in events(logs, "source.publication_restored")] == ["metrics_log"]
+    reconnects = events(logs, "source.reconnecting")
+    assert {e["stream"] for e in reconnects} == {"metrics_log"}  # telemetry's session never ended
+    refused = [e for e in reconnects if "publication check" not in e["reason"]]
+    assert refused and all(e["reason"].startswith("public.metrics_log: Unable to subscribe") for e in refused)
+    assert all(e["backoff"] == "slow" for e in refused)
+
+
+async def test_a_stream_dropped_from_the_publication_while_running_is_noticed(
+    database: TestDatabase, admin: asyncpg.Connection, server: RealtimeTestServer
+) -> None:
+    """The server sends nothing and no error once a table leaves the publication: the periodic check
+    notices, and after it is back the rows written meanwhile are caught up (exactly once)."""
+    await admin.execute(EFFECTS_DDL)
+    users = await make_users(admin, 3)
+    source = fast_source(server, database)
+    with capture_logs() as logs:
+        async with running_service(
+            database.service_url, [EffectRecorder()], sources=[source], poll_interval_seconds=POLL_SECONDS
+        ):
+            await wait_until(check(lambda: source.health.connected), timeout=WAIT, what="realtime ready")
+            await wait_leases(admin)
+            await admin.execute("alter publication supabase_realtime drop table public.telemetry_events")
+            await wait_until(
+                check(lambda: not source.health.connected), timeout=WAIT, what="publication check"
+            )
+            assert "not in publication" in (source.health.streams["telemetry_events"] or "")
+            assert source.health.streams["metrics_log"] is None
+            assert problem("publication") == 1
+            sent, unsent = server.stats["changes_sent"], server.stats["rows_not_sent"]
+            total = await insert_events(admin, users, 3)
+            await wait_until(
+                check(lambda: server.stats["rows_not_sent"] >= unsent + total), timeout=WAIT, what="skipped"
+            )
+
+            await admin.execute("alter publication supabase_realtime add table public.telemetry_events")
+            await wait_effects(admin, total, "rows written while out of the publication")
+            await wait_until(check(lambda: source.health.connected), timeout=WAIT, what="back")
+            assert server.stats["changes_sent"] == sent  # never sent: only the catch-up read them
+    (missing,) = events(logs, "source.publication_missing")
+    assert missing["table"] == "public.telemetry_events" and missing["log_level"] == "error"
+    assert [e["stream"] for e in events(logs, "source.publication_restored")] == ["telemetry_events"]
+
+
+async def test_subscribed_again_on_a_live_channel_catches_up(
+    database: TestDatabase, admin: asyncpg.Connection, server: RealtimeTestServer
+) -> None:
+    """The server lost Postgres for a while (changes in between are never sent), then says
+    "Subscribed to PostgreSQL" again on the live channel: the missed rows are caught up."""
+    await admin.execute(EFFECTS_DDL)
+    users = await make_users(admin, 3)
+    source = fast_source(server, database)
+    with capture_logs() as logs:
+        async with running_service(
+            database.service_url, [EffectRecorder()], sources=[source], poll_interval_seconds=POLL_SECONDS
+        ):
+            await wait_until(check(lambda: source.health.connected), timeout=WAIT, what="realtime ready")
+            await wait_leases(admin)
+            server.pause()
+            total = await insert_events(admin, users, 3)
+            await server.resubscribe_all()
+            await wait_effects(admin, total, "rows missed while the server was not subscribed")
+            assert source.health.connected
+    assert server.stats["changes_sent"] == 0
+    assert {e["stream"] for e in events(logs, "source.resubscribed")} == {"telemetry_events", "metrics_log"}
+    assert events(logs, "source.reconnecting") == []
+    assert server.stats["connections"] == 2
+
+
+async def test_a_server_restart_closes_with_1012_and_subscribes_late(
+    database: TestDatabase, admin: asyncpg.Connection, server: RealtimeTestServer
+) -> None:
+    await admin.execute(EFFECTS_DDL)
+    users = await make_users(admin, 3)
+    source = fast_source(server, database)
+    with capture_logs() as logs:
+        async with running_service(
+            database.service_url, [EffectRecorder()], sources=[source], poll_interval_seconds=POLL_SECONDS
+        ):
+            await wait_until(check(lambda: source.health.connected), timeout=WAIT, what="realtime ready")
+            await wait_leases(admin)
+            await server.restart()
+            await wait_until(
+                check(lambda: len(events(logs, "source.reconnecting")) >= 2), timeout=WAIT, what="restart"
+            )
+            await wait_until(check(lambda: source.health.connected), timeout=WAIT, what="ready again")
+            total = await insert_events(admin, users, 3)
+            await wait_effects(admin, total, "effects after the restart")
+    reconnects = events(logs, "source.reconnecting")
+    for stream in ("telemetry_events", "metrics_log"):
+        first = next(e for e in reconnects if e["stream"] == stream)
+        assert "restarting (websocket closed with 1012)" in first["reason"], reconnects
+        assert first["backoff"] == "fast"
 
 
 async def test_unknown_tables_and_malformed_frames_are_ignored(
@@ -222,7 +503,7 @@ async def test_unknown_tables_and_malformed_frames_are_ignored(
 ) -> None:
     await admin.execute(EFFECTS_DDL)
     users = await make_users(admin, 3)
-    source = fast_source(server)
+    source = fast_source(server, database)
     with capture_logs() as logs:
         async with running_service(
             database.service_url, [EffectRecorder()], sources=[source], poll_interval_seconds=POLL_SECONDS
@@ -242,11 +523,13 @@ async def test_unknown_tables_and_malformed_frames_are_ignored(
             await wait_effects(admin, total, "effects after the junk")
             assert wakeups() > before
             assert source.health.connected
-            assert server.stats["connections"] == 1  # the same session survived
-    unknown = [e for e in logs if e["event"] == "source.unknown_message"]
+            assert server.stats["connections"] == 2  # the same sessions survived
+    unknown = events(logs, "source.unknown_message")
     assert unknown[0]["log_level"] == "warning" and unknown[0]["table"] == "not_a_stream"
-    malformed = [e for e in logs if e["event"] == "source.malformed_message"]
-    assert len(malformed) == len(JUNK_FRAMES) and malformed[0]["log_level"] == "warning"
+    malformed = events(logs, "source.malformed_message")
+    # Each frame reached both websockets (one per stream).
+    assert len(malformed) == 2 * len(JUNK_FRAMES) and malformed[0]["log_level"] == "warning"
+    assert {e["stream"] for e in malformed} == {"telemetry_events", "metrics_log"}
     # The client would log each frame verbatim (frames carry row data): none of it reaches a log.
     assert not any("not json" in r.getMessage() for r in caplog.records)
     assert "not json" not in repr(logs)
@@ -293,12 +576,12 @@ def test_config_errors_exit_2_with_one_line(env: dict[str, str], expected: str) 
     assert done.stdout == ""
 
 
-async def test_cli_with_realtime_recovers_from_refused_token_and_never_logs_the_key(
+async def test_cli_with_realtime_recovers_from_refused_key_and_never_logs_it(
     database: TestDatabase, admin: asyncpg.Connection, server: RealtimeTestServer
 ) -> None:
     await admin.execute(EFFECTS_DDL)
     users = await make_users(admin, 3)
-    server.accepted_tokens = set()
+    server.keys = {}
     proc = ServiceProcess(
         database.service_url,
         env={
@@ -310,8 +593,8 @@ async def test_cli_with_realtime_recovers_from_refused_token_and_never_logs_the_
         },
     ).start()
     try:
-        await proc.wait_for_event("source.join_refused", timeout=WAIT)
-        server.accepted_tokens.add(KEY)
+        await proc.wait_for_event("source.auth_refused", timeout=WAIT)
+        server.keys[KEY] = {"role": "service_role"}
         await proc.wait_for_event("source.connected", timeout=WAIT)
         await wait_leases(admin)
         total = await insert_events(admin, users, 3)
@@ -319,7 +602,7 @@ async def test_cli_with_realtime_recovers_from_refused_token_and_never_logs_the_
     finally:
         code = await proc.stop()
     assert code == 0
-    events: list[dict[str, Any]] = proc.events()
-    refused = next(e for e in events if e["event"] == "source.join_refused")
-    assert "Invalid JWT" in refused["reason"]
+    logged: list[dict[str, Any]] = proc.events()
+    refused = next(e for e in logged if e["event"] == "source.auth_refused")
+    assert refused["status"] == 403 and refused["body"] == ""
     assert KEY not in "\n".join(proc.stdout + proc.stderr)

@@ -109,7 +109,7 @@ async def test_user_reads_only_own_rows(admin: asyncpg.Connection, world: World)
             assert (
                 await conn.fetchval("select count(*) from public.suggestions where user_id = $1", other) == 0
             )
-    # The rows are there: the superuser sees both users' and the global insight.
+    # The rows are there: the owner (BYPASSRLS, like Supabase's postgres) sees both users' and the global one.
     assert await admin.fetchval("select count(*) from public.insights") == 3
     assert await admin.fetchval("select count(*) from public.suggestions") == 2
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import asyncpg
 
-from floyo_pipeline.migrations import project_root
+from floyo_pipeline.migrations import discover, migrate, project_root
 from floyo_pipeline.rows import TABLE_MODELS, Insight, Suggestion, TelemetryEvent
 from floyo_pipeline.schema_check import POLICIES, expected_columns, find_drift
-from tests.pg import TestDatabase
+from tests.pg import Cluster, TestDatabase, bootstrap, create_database
 
 
 def validate(url: str) -> subprocess.CompletedProcess[str]:
@@ -107,3 +108,83 @@ async def test_reports_missing_table(admin: asyncpg.Connection) -> None:
     await admin.execute("drop table public.signal_toggles")
     drift, _ = await find_drift(admin)
     assert drift == ["public.signal_toggles: table missing"]
+
+
+async def test_reports_privileges_beyond_what_each_role_needs(admin: asyncpg.Connection) -> None:
+    """Supabase's default privileges hand ALL to the API roles: each leftover is reported."""
+    await admin.execute("grant all on public.patterns to authenticated")
+    await admin.execute("grant usage on sequence public.insights_id_seq to anon")
+    await admin.execute("grant update on sequence public.telemetry_events_id_seq to authenticated")
+    await admin.execute("revoke select on public.metrics_log from service_role")
+    await admin.execute("revoke select on public.suggestions from authenticated")
+    await admin.execute("alter publication supabase_realtime drop table public.insights")
+    drift, _ = await find_drift(admin)
+    assert sorted(drift) == sorted(
+        [
+            "public.patterns: authenticated has DELETE, INSERT, REFERENCES, TRIGGER, TRUNCATE, UPDATE "
+            "(expected at most SELECT)",
+            "public.insights_id_seq: anon has sequence privileges",
+            "public.telemetry_events_id_seq: authenticated has sequence privileges",
+            "public.metrics_log: service_role cannot SELECT (Realtime hints need it)",
+            "public.suggestions: authenticated cannot SELECT (the app's live updates need it)",
+            "public.insights: not in publication supabase_realtime (the app's live updates)",
+        ]
+    )
+
+
+async def test_reports_what_supabases_advisor_would(admin: asyncpg.Connection) -> None:
+    await admin.execute("alter function floyo_pipeline.notify_stream_insert() reset search_path")
+    await admin.execute("create function public.helper(n int) returns int language sql as 'select n'")
+    await admin.execute("drop index floyo_pipeline.checkpoints_stream_idx")
+    drift, _ = await find_drift(admin)
+    assert sorted(drift) == sorted(
+        [
+            "function floyo_pipeline.notify_stream_insert(): no fixed search_path "
+            "(advisor: function_search_path_mutable)",
+            "function public.helper(n integer): no fixed search_path (advisor: function_search_path_mutable)",
+            "floyo_pipeline.checkpoints: foreign key checkpoints_stream_fkey has no index "
+            "(advisor: unindexed_foreign_keys)",
+        ]
+    )
+
+
+async def test_a_migration_that_forgets_to_revoke_anon_is_caught(cluster: Cluster, tmp_path: Path) -> None:
+    """The gap the test database used to hide: with Supabase's default privileges (reproduced by the
+    compatibility bootstrap), a migration set that never revokes anon leaves every table readable
+    by the anon key; validate-schema names each table and the anon role really can query them."""
+    for migration in discover():
+        text = migration.sql.replace("from anon, authenticated", "from authenticated")
+        (tmp_path / migration.path.name).write_text(text, encoding="utf-8")
+    name = f"floyo_forgetful_{os.getpid()}"
+    await create_database(cluster, name)
+    try:
+        await bootstrap(cluster, name)
+        conn = await asyncpg.connect(cluster.owner_url(name))
+        try:
+            await migrate(conn, folder=tmp_path)
+            drift, _ = await find_drift(conn)
+            async with conn.transaction():
+                await conn.execute("set local role anon")
+                assert await conn.fetchval("select count(*) from public.suggestions") == 0  # no error
+                await conn.execute("select setval('public.insights_id_seq', 1000)")
+        finally:
+            await conn.close()
+    finally:
+        su = await asyncpg.connect(cluster.superuser_url)
+        await su.execute(f"drop database if exists {name} with (force)")
+        await su.close()
+    exposed = sorted(line for line in drift if "anon has" in line)
+    assert exposed == sorted(
+        [f"public.{table}: anon has table privileges" for table in TABLE_MODELS]
+        + [
+            f"public.{table}_id_seq: anon has sequence privileges"
+            for table in (
+                "insights",
+                "metrics_log",
+                "patterns",
+                "relationships",
+                "suggestions",
+                "telemetry_events",
+            )
+        ]
+    )

@@ -12,7 +12,7 @@ import random
 import time
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import asyncpg
@@ -105,6 +105,8 @@ class SourceHealth:
     name: str
     connected: bool = False
     reason: str | None = "not started"
+    # Sources that listen per stream: each stream's trouble (None while it is fine).
+    streams: dict[str, str | None] = field(default_factory=dict)
 
     def up(self) -> None:
         self.connected, self.reason = True, None

@@ -1,7 +1,5 @@
--- Every query the engine runs, by name. Loaded by floyo_pipeline.queries.
-
--- name: has_auth_schema
-select exists (select 1 from pg_namespace where nspname = 'auth')
+-- Every query the engine runs, by name, except those against a stream, which are rendered for each
+-- stream from templates/stream.sql (floyo_pipeline/engine/streams.py). Loaded by floyo_pipeline.queries.
 
 -- name: ensure_migrations_table
 create schema if not exists supabase_migrations;

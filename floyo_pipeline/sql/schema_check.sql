@@ -74,3 +74,51 @@ where c.relnamespace = 'public'::regnamespace and c.relname = any($1::text[])
   and a.attname = any($2::text[]) and r.rolname = any($3::text[])
   and has_column_privilege(r.oid, c.oid, a.attnum, p.privilege)
 order by c.relname, a.attname, r.rolname, p.privilege
+
+-- name: schema_check_table_privileges
+-- Which of the table privileges in $2 the role $1 holds on each public table.
+select c.relname as table_name, p.privilege
+from pg_class c
+cross join unnest($2::text[]) as p(privilege)
+where c.relnamespace = 'public'::regnamespace and c.relkind in ('r', 'p')
+  and has_table_privilege($1, c.oid, p.privilege)
+order by c.relname, p.privilege
+
+-- name: schema_check_api_sequence_privileges
+-- Sequences of public tables (identity and serial) that one of the roles in $1 may use, read or set.
+select t.relname as table_name, s.relname as sequence_name, r.rolname as role_name
+from pg_class s
+join pg_depend d on d.classid = 'pg_class'::regclass and d.objid = s.oid
+                and d.refclassid = 'pg_class'::regclass and d.deptype in ('a', 'i')
+join pg_class t on t.oid = d.refobjid
+cross join pg_roles r
+where s.relkind = 'S' and s.relnamespace = 'public'::regnamespace and r.rolname = any($1::text[])
+  and has_sequence_privilege(r.oid, s.oid, 'USAGE, SELECT, UPDATE')
+order by t.relname, s.relname, r.rolname
+
+-- name: schema_check_mutable_search_path
+-- Supabase's advisor (function_search_path_mutable): functions of the schemas in $1, not part of
+-- an extension, without a fixed search_path.
+select n.nspname as schema_name, p.proname as function_name,
+       pg_get_function_identity_arguments(p.oid) as arguments
+from pg_proc p
+join pg_namespace n on n.oid = p.pronamespace
+where n.nspname = any($1::text[])
+  and not exists (select 1 from pg_depend d where d.objid = p.oid and d.deptype = 'e')
+  and not exists (select 1 from unnest(coalesce(p.proconfig, '{}')) as c where c like 'search_path=%')
+order by 1, 2, 3
+
+-- name: schema_check_unindexed_foreign_keys
+-- Supabase's advisor (unindexed_foreign_keys): foreign keys of tables in the schemas in $1 whose
+-- columns are not the leading columns of a valid index.
+select n.nspname as schema_name, c.relname as table_name, k.conname as constraint_name
+from pg_constraint k
+join pg_class c on c.oid = k.conrelid
+join pg_namespace n on n.oid = c.relnamespace
+where k.contype = 'f' and n.nspname = any($1::text[])
+  and not exists (
+    select 1 from pg_index i
+    where i.indrelid = k.conrelid and i.indisvalid
+      and (string_to_array(i.indkey::text, ' ')::smallint[])[1:cardinality(k.conkey)] = k.conkey
+  )
+order by 1, 2, 3

@@ -1,5 +1,10 @@
 -- Streams (written by clients), privacy settings (written by the app) and outputs (written by the
 -- pipeline). Idempotent: every statement is safe to run twice.
+--
+-- Each table is closed where it is created: row level security on (no policy yet, so no API role
+-- sees a row) and Supabase's default grants to anon and authenticated revoked from the table and
+-- its identity sequence. Should a later migration fail on a real project, nothing is left open;
+-- 20261126000300_row_level_security.sql then grants what each role may do, under policies.
 
 create table if not exists public.telemetry_events (
   id bigint generated always as identity primary key,
@@ -14,6 +19,9 @@ create table if not exists public.telemetry_events (
   -- The inserting top-level transaction: with the id, the order the pipeline reads rows in.
   pipeline_txid xid8 not null default pg_current_xact_id()
 );
+alter table public.telemetry_events enable row level security;
+revoke all on public.telemetry_events from anon, authenticated;
+revoke all on sequence public.telemetry_events_id_seq from anon, authenticated;
 
 -- Append-only in practice (new transactions get larger ids), so inserts stay on the rightmost leaf:
 -- the whole ingest cost of the pipeline is this index, the column and one NOTIFY per statement.
@@ -31,6 +39,9 @@ create table if not exists public.metrics_log (
   created_at timestamptz not null default now(),
   pipeline_txid xid8 not null default pg_current_xact_id()
 );
+alter table public.metrics_log enable row level security;
+revoke all on public.metrics_log from anon, authenticated;
+revoke all on sequence public.metrics_log_id_seq from anon, authenticated;
 
 create index if not exists metrics_log_pipeline_idx
   on public.metrics_log (pipeline_txid, id);
@@ -42,6 +53,8 @@ create table if not exists public.privacy_prefs (
   data_retention_days integer not null default 14 check (data_retention_days between 1 and 3650),
   updated_at timestamptz not null default now()
 );
+alter table public.privacy_prefs enable row level security;
+revoke all on public.privacy_prefs from anon, authenticated;
 
 create table if not exists public.app_allowlist (
   user_id uuid not null references auth.users (id) on delete cascade,
@@ -52,6 +65,8 @@ create table if not exists public.app_allowlist (
   updated_at timestamptz not null default now(),
   primary key (user_id, app_id)
 );
+alter table public.app_allowlist enable row level security;
+revoke all on public.app_allowlist from anon, authenticated;
 
 create table if not exists public.signal_toggles (
   user_id uuid not null references auth.users (id) on delete cascade,
@@ -60,6 +75,8 @@ create table if not exists public.signal_toggles (
   updated_at timestamptz not null default now(),
   primary key (user_id, signal_key)
 );
+alter table public.signal_toggles enable row level security;
+revoke all on public.signal_toggles from anon, authenticated;
 
 create table if not exists public.patterns (
   id bigint generated always as identity primary key,
@@ -70,6 +87,9 @@ create table if not exists public.patterns (
   tools text[] not null default '{}',
   unique (user_id, file_extension)
 );
+alter table public.patterns enable row level security;
+revoke all on public.patterns from anon, authenticated;
+revoke all on sequence public.patterns_id_seq from anon, authenticated;
 
 create table if not exists public.relationships (
   id bigint generated always as identity primary key,
@@ -81,6 +101,9 @@ create table if not exists public.relationships (
   last_seen timestamptz not null,
   unique (user_id, source, target, relation_type)
 );
+alter table public.relationships enable row level security;
+revoke all on public.relationships from anon, authenticated;
+revoke all on sequence public.relationships_id_seq from anon, authenticated;
 
 create table if not exists public.insights (
   id bigint generated always as identity primary key,
@@ -95,6 +118,9 @@ create table if not exists public.insights (
   first_seen timestamptz not null,
   last_seen timestamptz not null
 );
+alter table public.insights enable row level security;
+revoke all on public.insights from anon, authenticated;
+revoke all on sequence public.insights_id_seq from anon, authenticated;
 
 create index if not exists insights_user_idx on public.insights (user_id);
 
@@ -115,3 +141,6 @@ create table if not exists public.suggestions (
   viewed_at timestamptz,
   unique (user_id, suggestion_key)
 );
+alter table public.suggestions enable row level security;
+revoke all on public.suggestions from anon, authenticated;
+revoke all on sequence public.suggestions_id_seq from anon, authenticated;

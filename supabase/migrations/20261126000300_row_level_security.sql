@@ -1,7 +1,8 @@
 -- Row level security on every public table. Users read their own rows, insert their own telemetry,
 -- manage their own privacy settings and may only flip three flags on their own suggestions; anon gets
 -- nothing; the pipeline's worker role reads and writes what it needs. Supabase's default privileges
--- grant everything to anon and authenticated, so each table starts from a revoke.
+-- grant everything to anon and authenticated, so each table starts from a revoke (the tables are
+-- created closed already; both statements are repeated here for databases migrated before that).
 
 alter table public.telemetry_events enable row level security;
 alter table public.metrics_log enable row level security;

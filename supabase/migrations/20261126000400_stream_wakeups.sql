@@ -1,10 +1,12 @@
 -- Wake-up hints for the pipeline: one NOTIFY per insert statement, naming the stream, and
--- membership of the Supabase Realtime publication. Hints only: the durable position is the
+-- membership of the Supabase Realtime publication (with SELECT for service_role, the role of the
+-- key Realtime checks each change against). Hints only: the durable position is the
 -- checkpoint, so a lost hint delays and never loses. No transition table: it would cost every
 -- insert a copy of its rows.
 
 create or replace function floyo_pipeline.notify_stream_insert() returns trigger
 language plpgsql
+set search_path = ''
 as $$
 begin
   perform pg_notify('floyo_pipeline', tg_table_name);
@@ -36,3 +38,7 @@ begin
   end if;
 end
 $$;
+
+-- Supabase's default privileges give service_role this already; granted here so that Realtime
+-- hints do not depend on them.
+grant select on public.telemetry_events, public.metrics_log to service_role;

@@ -1,6 +1,6 @@
--- Reverses 20261126000300_row_level_security.sql: its policies and grants go and RLS is switched off.
--- The Supabase default grants that the migration revoked from anon and authenticated are deliberately
--- NOT restored: with RLS off they would hand every row to anyone holding the anon key. The tables end
+-- Reverses 20261126000300_row_level_security.sql: its policies and grants go. Row level security stays
+-- on (20261126000100_core_schema.sql creates every table with it), and the Supabase default grants
+-- that the migration revoked from anon and authenticated are deliberately NOT restored. The tables end
 -- up reachable only by their owner and the pipeline's worker role, the safe state to roll back into.
 
 drop policy if exists pipeline_worker_all on public.suggestions;
@@ -29,12 +29,3 @@ revoke all on public.telemetry_events, public.metrics_log, public.privacy_prefs,
   public.signal_toggles, public.patterns, public.relationships, public.insights, public.suggestions
   from anon, authenticated;
 
-alter table public.suggestions disable row level security;
-alter table public.insights disable row level security;
-alter table public.relationships disable row level security;
-alter table public.patterns disable row level security;
-alter table public.signal_toggles disable row level security;
-alter table public.app_allowlist disable row level security;
-alter table public.privacy_prefs disable row level security;
-alter table public.metrics_log disable row level security;
-alter table public.telemetry_events disable row level security;

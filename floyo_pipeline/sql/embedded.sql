@@ -1,0 +1,30 @@
+-- The embedded server's roles, made like a Supabase project's: `supabase_admin` the superuser,
+-- `postgres` an owner that is not one. Loaded by floyo_pipeline.queries.
+
+-- name: embedded_setup_lock
+select pg_advisory_lock(7310002)
+
+-- name: embedded_setup_unlock
+select pg_advisory_unlock(7310002)
+
+-- name: embedded_role_exists
+select exists (select 1 from pg_roles where rolname = $1)
+
+-- name: embedded_cluster_is_fresh
+-- Nothing but initdb's databases, and nothing of ours in `postgres`: safe to hand its bootstrap
+-- superuser a new name.
+select not exists (select 1 from pg_database where datname not in ('postgres', 'template0', 'template1'))
+   and not exists (select 1 from pg_namespace where nspname in ('auth', 'floyo_pipeline', 'supabase_migrations'))
+
+-- name: embedded_create_setup_role
+create role floyo_cluster_setup superuser login
+
+-- name: embedded_rename_bootstrap_superuser
+alter role postgres rename to supabase_admin
+
+-- name: embedded_create_owner
+-- Supabase's `postgres`: not a superuser, may create databases and roles, bypasses row security.
+create role postgres nosuperuser createdb createrole login replication bypassrls
+
+-- name: embedded_drop_setup_role
+drop role if exists floyo_cluster_setup

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from floyo_pipeline.migrations import project_root
+from tests.service import ROOT
 
 SECRET_PASSWORD = "hunter2-do-not-print"
 SECRET_KEY = "service-role-key-do-not-print"
@@ -24,7 +24,7 @@ def run_status(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[s
     clean["FLOYO_DATA_DIR"] = "/nonexistent/floyo-config-test"
     return subprocess.run(
         [sys.executable, "-m", "floyo_pipeline", "status", *args],
-        cwd=project_root(),
+        cwd=ROOT,
         env={**clean, **env},
         capture_output=True,
         text=True,

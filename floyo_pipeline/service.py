@@ -137,7 +137,12 @@ async def _supervised(runtime: Runtime, name: str, work: Callable[[], Awaitable[
 async def _connect(settings: Settings, url: str) -> asyncpg.Pool:
     """The pool, once the login role has shown it is least privileged; bounded by the connect timeout."""
     timeout = settings.connect_timeout_seconds
-    pool = await create_pool(url, size=settings.max_concurrency + 2, timeout=timeout)
+    try:
+        # asyncpg bounds the connect; this also bounds the session setup that follows it.
+        with anyio.fail_after(2 * timeout):
+            pool = await create_pool(url, size=settings.max_concurrency + 2, timeout=timeout)
+    except TimeoutError as err:
+        raise connect_failure(err, timeout) from None
     try:
         try:
             with anyio.fail_after(timeout):

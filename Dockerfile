@@ -26,9 +26,9 @@ RUN pip --python /opt/venv/bin/python install --no-deps . \
 
 # --- runtime: the venv and a non-root user, nothing else ---
 FROM python:3.11-slim AS runtime
-RUN groupadd --system --gid 10001 floyo \
- && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
-      --shell /usr/sbin/nologin floyo
+# A uid above the system range (10001), so that it matches no user of the host's.
+RUN groupadd --gid 10001 floyo \
+ && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin floyo
 COPY --from=build /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \

@@ -12,11 +12,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from floyo_pipeline import __version__
+import asyncpg
+
+from floyo_pipeline import __version__, exits
 from floyo_pipeline.composition import CompositionError, build_components, build_consumers, build_sources
 from floyo_pipeline.config import ConfigError, Settings, load_settings
 from floyo_pipeline.database import database_target
-from floyo_pipeline.db import connect
+from floyo_pipeline.db import DatabaseUnavailable, describe_database_error, open_connection
 from floyo_pipeline.http import cmd_healthcheck
 from floyo_pipeline.logs import configure_logging, get_logger
 from floyo_pipeline.migrations import MigrationError, migrate
@@ -32,7 +34,9 @@ from floyo_pipeline.retention import cmd_retention
 from floyo_pipeline.schema_check import cmd_validate_schema
 from floyo_pipeline.service import StartupError, run_service
 
-EXIT_USAGE = 2
+EXIT_USAGE = exits.USAGE
+# The service and the demo log on stdout; every other command keeps stdout for its output.
+LOGS_ON_STDOUT = frozenset({"run", "demo"})
 log = get_logger(__name__)
 
 
@@ -55,7 +59,7 @@ _SETTING_FLAGS = {
             "data_dir",
             "DIR",
             str,
-            "embedded Postgres folder when DATABASE_URL is unset (FLOYO_DATA_DIR, default .floyo)",
+            "the embedded Postgres's folder, with --embedded (FLOYO_DATA_DIR, default .floyo)",
         ),
         SettingFlag(
             "--log-format",
@@ -134,6 +138,13 @@ _SETTING_FLAGS = {
             "readers per stream, each over a share of the partitions (FLOYO_READERS_PER_STREAM, default 4)",
         ),
         SettingFlag(
+            "--connect-timeout",
+            "connect_timeout_seconds",
+            "SECONDS",
+            float,
+            "wait this long for the database to answer a connect (FLOYO_CONNECT_TIMEOUT_SECONDS, default 10)",
+        ),
+        SettingFlag(
             "--replica-id",
             "replica_id",
             "NAME",
@@ -142,18 +153,24 @@ _SETTING_FLAGS = {
         ),
     )
 }
-# Which settings each command takes as flags (every setting is still read from its env var).
-DATABASE = ("data_dir", "log_format", "log_level")
-SERVICE = tuple(_SETTING_FLAGS)
+# Which settings each command takes as flags (every setting is still read from its env var);
+# "embedded" is the --embedded switch (FLOYO_EMBEDDED).
+DATABASE = ("embedded", "data_dir", "connect_timeout_seconds", "log_format", "log_level")
+SERVICE = ("embedded", *_SETTING_FLAGS)
 
 DESCRIPTION = """\
 floyo-pipeline turns Floyo telemetry rows in Postgres into patterns, relationships, insights and
 integration suggestions, exactly once, in per-user order, with partition leases for scale-out.
 """
 EPILOG = """\
-Database: DATABASE_URL (a postgres:// URL). Unset, an embedded Postgres is started in FLOYO_DATA_DIR
-and migrated automatically. Every setting is an environment variable (README.md lists them all);
+Database: DATABASE_URL (a postgres:// URL). For local use, --embedded (FLOYO_EMBEDDED=true) starts
+an embedded Postgres in FLOYO_DATA_DIR instead and migrates it (the `embedded` extra); the demo
+always does. Every setting is an environment variable (README.md lists them all);
 `floyo-pipeline COMMAND --help` shows the flags a command takes.
+
+Exit codes: 0 done, 1 the command reports a failure, 2 bad configuration (one line naming the
+setting), 3 database unreachable, 4 database refused the login or the work, 5 HTTP port unavailable,
+130 a second signal during the drain.
 
 First time? `floyo-pipeline demo` shows what the service does, on its own embedded database.
 """
@@ -162,6 +179,16 @@ First time? `floyo-pipeline demo` shows what the service does, on its own embedd
 def _add_setting_flags(parser: argparse.ArgumentParser, fields: Sequence[str]) -> None:
     group = parser.add_argument_group("settings (each also from its env var)")
     for field in fields:
+        if field == "embedded":
+            group.add_argument(
+                "--embedded",
+                dest="setting_embedded",
+                action="store_const",
+                const=True,
+                default=None,
+                help="use an embedded Postgres in FLOYO_DATA_DIR instead of DATABASE_URL (FLOYO_EMBEDDED)",
+            )
+            continue
         f = _SETTING_FLAGS[field]
         group.add_argument(
             f.flag,
@@ -320,7 +347,7 @@ async def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
 
 async def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     async with database_target(settings, auto_migrate=False) as target:
-        conn = await connect(target.admin_url)
+        conn = await open_connection(target.admin_url, settings.connect_timeout_seconds)
         try:
             if args.down_to:
                 from floyo_pipeline.migrations import migrate_down
@@ -341,7 +368,7 @@ async def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 async def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     async with database_target(settings) as target:
-        conn = await connect(target.service_url)
+        conn = await open_connection(target.service_url, settings.connect_timeout_seconds)
         try:
             doc = await status(conn)
         finally:
@@ -365,7 +392,7 @@ async def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
     if args.consumer not in names:
         raise OperationError(f"unknown consumer {args.consumer!r}: the consumers are {', '.join(names)}")
     async with database_target(settings) as target:
-        conn = await connect(target.service_url)
+        conn = await open_connection(target.service_url, settings.connect_timeout_seconds)
         try:
             moved = await replay(conn, args.consumer, args.since, args.force)
         finally:
@@ -380,7 +407,7 @@ async def cmd_dead_letters(settings: Settings, args: argparse.Namespace) -> int:
     if args.action == "list" and args.ids:
         raise OperationError("dead-letters list takes no IDs (retry ID.. or discard ID.. act on them)")
     async with database_target(settings) as target:
-        conn = await connect(target.service_url)
+        conn = await open_connection(target.service_url, settings.connect_timeout_seconds)
         try:
             if args.action == "list":
                 rows = await dead_letters(conn, None if args.all else "open")
@@ -454,17 +481,40 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"floyo-pipeline: {err}", file=sys.stderr)
         return EXIT_USAGE
-    configure_logging(settings.log_format.value, settings.log_level)
+    configure_logging(
+        settings.log_format.value,
+        settings.log_level,
+        sys.stdout if args.command in LOGS_ON_STDOUT else sys.stderr,
+    )
     try:
         return asyncio.run(COMMANDS[args.command](settings, args))
-    except (ConfigError, StartupError, CompositionError) as err:
+    except (ConfigError, CompositionError) as err:
         print(f"floyo-pipeline: {err}", file=sys.stderr)
         return EXIT_USAGE
+    except (StartupError, DatabaseUnavailable) as err:
+        print(f"floyo-pipeline {args.command}: {err}", file=sys.stderr)
+        return err.exit_code
     except (OperationError, MigrationError) as err:
         print(f"floyo-pipeline {args.command}: {err}", file=sys.stderr)
-        return 1
+        return exits.FAILED
     except KeyboardInterrupt:
-        return 130
+        return exits.FORCED
+    except asyncpg.PostgresError as err:
+        if args.command == "run":
+            log.exception("service.crashed")
+            return exits.FAILED
+        # e.g. permission denied for a table: the role lacks a grant, say which in one line.
+        print(
+            f"floyo-pipeline {args.command}: the database refused: {describe_database_error(err)}",
+            file=sys.stderr,
+        )
+        return exits.DATABASE_REFUSED
+    except Exception:
+        if args.command != "run":
+            raise
+        # The service's every line is JSON, its last one too.
+        log.exception("service.crashed")
+        return exits.FAILED
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from pydantic import Field, HttpUrl, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -25,6 +26,34 @@ class LogFormat(StrEnum):
 
 class ConfigError(Exception):
     """A configuration value is invalid; the message names the variable."""
+
+
+_SSLMODES = frozenset({"disable", "allow", "prefer", "require", "verify-ca", "verify-full"})
+
+
+def _check_port(port: str) -> None:
+    if port and not (port.isdigit() and 1 <= int(port) <= 65535):
+        raise ValueError("the port must be a number from 1 to 65535 (percent-encode / ? # @ in a password)")
+
+
+def check_postgres_url(url: str) -> None:
+    """Raise ValueError saying what is wrong with a connection string (never quoting it)."""
+    if not url.startswith(("postgres://", "postgresql://")):
+        raise ValueError("must be a postgres:// or postgresql:// connection string")
+    try:
+        parts = urlsplit(url)
+        query = parse_qs(parts.query)
+    except ValueError:
+        raise ValueError("not a valid URL (an unbalanced [ in the host?)") from None
+    # asyncpg takes libpq's form `host1:port1,host2:port2`; check every port it would parse.
+    for host in parts.netloc.rpartition("@")[2].split(","):
+        _check_port((host.rpartition("]")[2] if host.startswith("[") else host).partition(":")[2])
+    for port in query.get("port", []):
+        for one in port.split(","):
+            _check_port(one)
+    for mode in query.get("sslmode", []):
+        if mode not in _SSLMODES:
+            raise ValueError(f"sslmode must be one of {', '.join(sorted(_SSLMODES))}")
 
 
 class Settings(BaseSettings):
@@ -51,6 +80,8 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(default=25.0, gt=0, le=3600)
     max_concurrency: int = Field(default=6, ge=1, le=256)
     readers_per_stream: int = Field(default=4, ge=1, le=64)
+    embedded: bool = False
+    connect_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
     data_dir: Path = Path(".floyo")
     replica_id: str | None = Field(default=None, min_length=1, max_length=200)
     retention_schedule: str = "0 2 * * *"
@@ -66,9 +97,9 @@ class Settings(BaseSettings):
 
     @field_validator("database_url")
     @classmethod
-    def _postgres_scheme(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and not value.get_secret_value().startswith(("postgres://", "postgresql://")):
-            raise ValueError("must be a postgres:// or postgresql:// connection string")
+    def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            check_postgres_url(value.get_secret_value())
         return value
 
     @field_validator("retention_schedule", "metrics_snapshot_schedule")
@@ -83,11 +114,9 @@ class Settings(BaseSettings):
                 raise ValueError("SUPABASE_URL is required when FLOYO_WAKEUP=realtime")
             if self.supabase_service_role_key is None:
                 raise ValueError("SUPABASE_SERVICE_ROLE_KEY is required when FLOYO_WAKEUP=realtime")
+        if self.embedded and self.database_url is not None:
+            raise ValueError("DATABASE_URL and FLOYO_EMBEDDED=true are both set: choose one database")
         return self
-
-    @property
-    def embedded(self) -> bool:
-        return self.database_url is None
 
 
 def _env_name(field: str) -> str:
@@ -103,10 +132,10 @@ def describe_error(err: ValidationError) -> str:
     """One line naming the first bad variable and what is wrong with it (never its value)."""
     first = err.errors()[0]
     loc = first.get("loc") or ()
-    message = str(first.get("msg", "invalid value"))
+    message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
     if loc:
         return f"invalid configuration: {_env_name(str(loc[0]))}: {message}"
-    return f"invalid configuration: {message.removeprefix('Value error, ')}"
+    return f"invalid configuration: {message}"
 
 
 def load_settings(**overrides: Any) -> Settings:

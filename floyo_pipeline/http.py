@@ -28,12 +28,12 @@ from hypercorn.asyncio import serve
 from hypercorn.config import Config
 from prometheus_client.exposition import choose_encoder
 
-from floyo_pipeline import __version__, metrics
+from floyo_pipeline import __version__, exits, metrics
 from floyo_pipeline.config import Settings
 from floyo_pipeline.logs import get_logger, scrub
 from floyo_pipeline.operations import status
 from floyo_pipeline.queries import Q
-from floyo_pipeline.service import Runtime
+from floyo_pipeline.service import Runtime, StartupError
 
 log = get_logger(__name__)
 
@@ -371,6 +371,28 @@ class HttpServer:
         self.settings = settings
         self.port: int | None = None
         self.listening = asyncio.Event()
+        self._sock: socket.socket | None = None
+
+    def _claim(self) -> socket.socket:
+        host, port = self.settings.http_host, self.settings.http_port
+        try:
+            return _bind(host, port)
+        except OSError as err:
+            raise StartupError(
+                f"cannot listen on {host}:{port} (FLOYO_HTTP_HOST, FLOYO_HTTP_PORT): {err.strerror or err}",
+                exits.HTTP_PORT_UNAVAILABLE,
+            ) from None
+
+    async def prepare(self) -> None:
+        """Claim the port before the service starts: a busy port is a one-line start-up error."""
+        if self._sock is None:
+            self._sock = self._claim()
+
+    def close(self) -> None:
+        """Give the port back if the service stopped before serving it."""
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
 
     def _config(self, fd: int) -> Config:
         config = Config()
@@ -383,7 +405,7 @@ class HttpServer:
         return config
 
     async def __call__(self, runtime: Runtime) -> None:
-        sock = _bind(self.settings.http_host, self.settings.http_port)
+        sock, self._sock = self._sock or self._claim(), None
         self.port = int(sock.getsockname()[1])
         config = self._config(sock.detach())  # hypercorn owns the descriptor from here on
         shutdown = asyncio.Event()

@@ -1,4 +1,9 @@
-"""Structured logging: one JSON object per line on stdout, stable dotted event names."""
+"""Structured logging: one JSON object per line, stable dotted event names.
+
+The service (and the demo) log on stdout; operator commands log on stderr, so that their stdout is
+only their output (`status --json` is one JSON document). Third-party loggers (asyncpg's pool,
+hypercorn, asyncio, websockets) and Python warnings are rendered the same way: every line is JSON.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ import logging
 import os
 import sys
 from collections.abc import Iterable, MutableMapping
-from typing import Any
+from typing import Any, TextIO
 from urllib.parse import unquote, urlsplit
 
 import structlog
@@ -63,32 +68,60 @@ def _drop_secrets(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> Muta
     return event_dict
 
 
-def configure_logging(fmt: str = "json", level: str = "info") -> None:
-    """Configure structlog once for the process; safe to call again (tests)."""
+class _Handler(logging.StreamHandler[TextIO]):
+    """The root logger's handler that configure_logging installs (and replaces on the next call)."""
+
+
+def configure_logging(fmt: str = "json", level: str = "info", stream: TextIO | None = None) -> None:
+    """Configure structlog and the stdlib root logger for the process; safe to call again (tests)."""
+    out = sys.stdout if stream is None else stream
     register_secrets(secret_values())
     renderer: Any
     if fmt == "console":
-        renderer = structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty())
+        renderer = structlog.dev.ConsoleRenderer(colors=out.isatty())
     else:
         renderer = structlog.processors.JSONRenderer()
+    rendering = [
+        # Locals can hold payloads and connection strings: never render them.
+        structlog.processors.ExceptionRenderer(
+            structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+        ),
+        renderer,
+        # Last: whatever a field, message or traceback carried, the rendered line has no secret.
+        _scrub_rendered,
+    ]
+    stamp = structlog.processors.TimeStamper(fmt="iso", utc=True)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            stamp,
             _drop_secrets,
-            # Locals can hold payloads and connection strings: never render them.
-            structlog.processors.ExceptionRenderer(
-                structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
-            ),
-            renderer,
-            # Last: whatever a field, message or traceback carried, the rendered line has no secret.
-            _scrub_rendered,
+            *rendering,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stdout),
+        logger_factory=structlog.PrintLoggerFactory(file=out),
         cache_logger_on_first_use=False,
     )
+    handler = _Handler(out)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[
+                structlog.stdlib.add_log_level,
+                structlog.stdlib.add_logger_name,
+                stamp,
+                _drop_secrets,
+            ],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *rendering],
+        )
+    )
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _Handler)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    # Libraries' info lines ("Running on ...") are noise beside ours; their warnings and errors count.
+    root.setLevel(max(logging.WARNING, logging.getLevelNamesMapping()[level.upper()]))
+    logging.captureWarnings(True)
 
 
 def get_logger(name: str) -> Any:

@@ -1,4 +1,9 @@
-"""Apply supabase/migrations/ in order, tracked where the Supabase CLI tracks them."""
+"""Apply supabase/migrations/ in order, tracked where the Supabase CLI tracks them.
+
+The files ship inside the package (`floyo_pipeline/migration_files/`, copied from supabase/ when the
+wheel is built), so `migrate` works from any folder and always applies the schema of the code that
+runs; an editable install reads them from its checkout's supabase/.
+"""
 
 from __future__ import annotations
 
@@ -30,17 +35,17 @@ class Migration:
         return self.path.read_text(encoding="utf-8")
 
 
-def project_root() -> Path:
-    """The folder holding supabase/ (the source checkout, or the image's install folder)."""
-    here = Path(__file__).resolve().parent.parent
-    for candidate in (Path.cwd(), here):
-        if (candidate / "supabase" / "migrations").is_dir():
+def schema_folder() -> Path:
+    """The folder holding migrations/ and rollbacks/: in the installed package, or the checkout."""
+    package = Path(__file__).resolve().parent
+    for candidate in (package / "migration_files", package.parent / "supabase"):
+        if (candidate / "migrations").is_dir():
             return candidate
-    raise MigrationError("cannot find supabase/migrations (run from the project folder)")
+    raise MigrationError("this installation has no migrations (floyo_pipeline/migration_files is missing)")
 
 
 def discover(folder: Path | None = None) -> list[Migration]:
-    folder = folder or project_root() / "supabase" / "migrations"
+    folder = folder or schema_folder() / "migrations"
     found: list[Migration] = []
     for path in sorted(folder.glob("*.sql")):
         match = _FILENAME.match(path.name)
@@ -122,7 +127,7 @@ async def migrate_down(
     rollback file needed is checked before any runs. Returns the migrations undone (their `path` is
     the rollback script that ran), newest first.
     """
-    folder = folder or project_root() / "supabase" / "migrations"
+    folder = folder or schema_folder() / "migrations"
     rollbacks = rollbacks or folder.parent / "rollbacks"
     names = {m.version: m.name for m in discover(folder)}
     await conn.execute("select pg_advisory_lock($1)", _MIGRATE_LOCK)

@@ -14,7 +14,7 @@ import asyncpg
 
 from floyo_pipeline.config import Settings
 from floyo_pipeline.database import database_target
-from floyo_pipeline.db import connect
+from floyo_pipeline.db import open_connection
 from floyo_pipeline.logs import get_logger
 from floyo_pipeline.queries import Q
 
@@ -55,7 +55,7 @@ async def run_retention(conn: asyncpg.Connection, dry_run: bool) -> dict[str, in
 async def cmd_retention(settings: Settings, args: argparse.Namespace) -> int:
     """`floyo-pipeline retention [--dry-run]`: print the rows deleted (or that would be) per table."""
     async with database_target(settings) as target:
-        conn = await connect(target.service_url)
+        conn = await open_connection(target.service_url, settings.connect_timeout_seconds)
         try:
             counts = await run_retention(conn, dry_run=args.dry_run)
         finally:

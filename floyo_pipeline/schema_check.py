@@ -23,7 +23,7 @@ import asyncpg
 
 from floyo_pipeline.config import Settings
 from floyo_pipeline.database import database_target
-from floyo_pipeline.db import connect
+from floyo_pipeline.db import open_connection
 from floyo_pipeline.queries import Q
 from floyo_pipeline.rows import STREAM_MODELS, TABLE_MODELS, TableRow
 
@@ -346,7 +346,7 @@ async def _private_schema_drift(conn: asyncpg.Connection, checked: dict[str, int
 
 async def cmd_validate_schema(settings: Settings, args: argparse.Namespace) -> int:
     async with database_target(settings) as target:
-        conn = await connect(target.admin_url)
+        conn = await open_connection(target.admin_url, settings.connect_timeout_seconds)
         try:
             drift, checked = await find_drift(conn)
         finally:

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from floyo_pipeline.migrations import project_root
+from tests.service import ROOT
 
 SECRET_PASSWORD = "hunter2-do-not-print"
 SECRET_KEY = "service-role-key-do-not-print"
@@ -24,7 +24,7 @@ def run_status(env: dict[str, str], *args: str, command: str = "status") -> subp
     clean["FLOYO_DATA_DIR"] = "/nonexistent/floyo-config-test"
     return subprocess.run(
         [sys.executable, "-m", "floyo_pipeline", command, *args],
-        cwd=project_root(),
+        cwd=ROOT,
         env={**clean, **env},
         capture_output=True,
         text=True,
@@ -87,3 +87,16 @@ def test_bad_cli_flag_names_its_variable() -> None:
     assert done.stderr.strip().splitlines() == [
         "floyo-pipeline: invalid configuration: FLOYO_BATCH_SIZE: Input should be greater than or equal to 1"
     ]
+
+
+def test_readme_documents_every_setting_and_exit_code() -> None:
+    from floyo_pipeline import exits
+    from floyo_pipeline.config import Settings, _env_name
+
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    rows = {line.split("|")[1].strip().strip("`") for line in table.splitlines() if line.startswith("| `")}
+    assert rows == {_env_name(field) for field in Settings.model_fields}
+    codes = readme.split("### Exit codes", 1)[1].split("\n## ", 1)[0]
+    documented = {int(line.split("|")[1]) for line in codes.splitlines() if line[:3].strip("| ").isdigit()}
+    assert documented == {v for k, v in vars(exits).items() if k.isupper()}

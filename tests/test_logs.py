@@ -5,18 +5,24 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
 import signal
+import subprocess
+import sys
+import uuid
 from datetime import datetime
+from pathlib import Path
 
 import asyncpg
 import pytest
 import structlog
 
 from floyo_pipeline.logs import configure_logging, get_logger, scrub, secret_values
-from tests.pg import SERVICE_USER, TestDatabase
-from tests.service import ServiceProcess, make_users, wait_until
+from tests.pg import SERVICE_USER, TestDatabase, with_database
+from tests.service import ROOT, ServiceProcess, insert_events, make_users, wait_until
 from tests.support_consumers import EFFECTS_DDL
 from tests.support_ops import http
+from tests.test_engine_guarantees import wait_for_effects
 
 PASSWORD = "Planted-Db-Pass-7f3a"
 SUPABASE_KEY = "planted.service-role.key-91c2e4"
@@ -151,3 +157,79 @@ def test_secrets_are_scrubbed_from_fields_messages_and_tracebacks(
     assert docs[1]["event"] == "task.crashed" and "exception" in docs[1]
     assert PASSWORD not in out.getvalue() and SUPABASE_KEY not in out.getvalue()
     assert scrub(f"key={SUPABASE_KEY}") == "key=**********"
+
+
+async def test_a_database_outage_is_logged_in_json_lines_only(
+    database: TestDatabase, admin: asyncpg.Connection
+) -> None:
+    """asyncpg's pool, the wake-up source and the engine all complain while the role cannot log in:
+    every line they print is JSON, and the service catches up once the database lets it back in."""
+    await admin.execute(EFFECTS_DDL)
+    role = f"floyo_t_outage_{uuid.uuid4().hex[:8]}"
+    await admin.execute(f"create role {role} login in role floyo_pipeline_worker")
+    proc = ServiceProcess(
+        with_database(database.admin_url, database.name, role),
+        env={"FLOYO_CONSUMERS": "tests.support_consumers:recorders", "FLOYO_CONNECT_TIMEOUT_SECONDS": "2"},
+    )
+    try:
+        users = await make_users(admin, 2)
+        total = await insert_events(admin, users, 3)
+        proc.start()
+        await wait_for_effects(admin, total)
+        await admin.execute(f"alter role {role} nologin")
+        await admin.execute("select pg_terminate_backend(pid) from pg_stat_activity where usename = $1", role)
+
+        async def pool_complained() -> bool:
+            return any('"logger": "asyncpg.pool"' in line for line in list(proc.stdout))
+
+        await wait_until(pool_complained, what="asyncpg's pool logging the failed reconnects")
+        await admin.execute(f"alter role {role} login")
+        total += await insert_events(admin, users, 3)
+        await wait_for_effects(admin, total)
+        assert await proc.stop() == 0
+    finally:
+        if proc.proc is not None and proc.proc.poll() is None:
+            proc.kill()
+        await admin.execute(f"drop role if exists {role}")
+    await asyncio.sleep(0.2)  # the reader threads drain the pipes
+    assert proc.stderr == []
+    events = proc.events()  # every stdout line is JSON, or this raises
+    assert len(events) == len([line for line in proc.stdout if line.strip()])
+    foreign = [e for e in events if e.get("logger") == "asyncpg.pool"]
+    assert all(e["level"] == "warning" and {"timestamp", "event"} <= set(e) for e in foreign), foreign
+    assert any("exception" in e for e in foreign), "the pool's traceback should be kept, as JSON"
+    assert [e["event"] for e in events][-1] == "service.stopped"
+
+
+def operator(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "floyo_pipeline", *args],
+        env={**env, "PYTHONPATH": str(ROOT)},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
+def test_operator_commands_keep_stdout_for_their_output(tmp_path: Path) -> None:
+    """With the embedded database (whose start is logged) the output is still clean on stdout."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOYO_") and k != "DATABASE_URL"}
+    env.update({"FLOYO_EMBEDDED": "true", "FLOYO_DATA_DIR": str(tmp_path / "data")})
+    migrated = operator(env, "migrate")
+    assert migrated.returncode == 0, migrated.stderr
+    assert migrated.stdout.splitlines()[-1].endswith("migration(s) applied")
+    status = operator(env, "status", "--json")
+    assert status.returncode == 0, status.stderr
+    doc = json.loads(status.stdout)  # one JSON document, nothing else
+    assert {"consumers", "partitions", "dead_letters"} <= set(doc)
+    logged = [json.loads(line) for line in status.stderr.splitlines()]  # logs: JSON, on stderr
+    assert "embedded.ready" in [e["event"] for e in logged]
+    listed = operator(env, "dead-letters", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout) == []
+    checked = operator(env, "validate-schema")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert checked.stdout.startswith("schema OK") and len(checked.stdout.splitlines()) == 1
+    assert all(json.loads(line)["event"] for line in checked.stderr.splitlines())

@@ -22,7 +22,6 @@ from floyo_pipeline.migrations import (
     is_supabase,
     migrate,
     migrate_down,
-    project_root,
 )
 from tests.pg import Cluster, bootstrap, create_database, with_database
 
@@ -240,7 +239,7 @@ def run_cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
     env["DATABASE_URL"] = url
     return subprocess.run(
         [sys.executable, "-m", "floyo_pipeline", *args],
-        cwd=project_root(),
+        cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import asyncpg
 
-from floyo_pipeline.migrations import discover, migrate, project_root
+from floyo_pipeline.migrations import discover, migrate
 from floyo_pipeline.rows import TABLE_MODELS, Insight, Suggestion, TelemetryEvent
 from floyo_pipeline.schema_check import POLICIES, expected_columns, find_drift
 from tests.pg import Cluster, TestDatabase, bootstrap, create_database
+from tests.service import ROOT
 
 
 def validate(url: str) -> subprocess.CompletedProcess[str]:
@@ -20,7 +21,7 @@ def validate(url: str) -> subprocess.CompletedProcess[str]:
     env["DATABASE_URL"] = url
     return subprocess.run(
         [sys.executable, "-m", "floyo_pipeline", "validate-schema"],
-        cwd=project_root(),
+        cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,

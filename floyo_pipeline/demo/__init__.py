@@ -21,7 +21,7 @@ import structlog
 from floyo_pipeline.api import Consumer
 from floyo_pipeline.config import Settings
 from floyo_pipeline.database import database_target
-from floyo_pipeline.db import connect
+from floyo_pipeline.db import open_connection
 from floyo_pipeline.demo.feed import DemoUser, feed, make_users, seed_users
 from floyo_pipeline.demo.view import View, make_view
 from floyo_pipeline.demo.watch import Counts, Watcher
@@ -137,9 +137,9 @@ async def _run(
     summary: list[str],
 ) -> int:
     """Seed, feed, watch and run the service; fills `summary` with the closing lines."""
-    async with database_target(settings) as target:
-        admin = await connect(target.admin_url)
-        watch_conn = await connect(target.admin_url)
+    async with database_target(settings, embedded_by_default=True) as target:
+        admin = await open_connection(target.admin_url, settings.connect_timeout_seconds)
+        watch_conn = await open_connection(target.admin_url, settings.connect_timeout_seconds)
         try:
             await seed_users(admin, people)
             watcher = await Watcher.start(watch_conn, people)

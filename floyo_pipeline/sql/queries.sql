@@ -26,9 +26,6 @@ select pg_advisory_lock(7310001)
 -- name: migrate_unlock
 select pg_advisory_unlock(7310001)
 
--- name: is_superuser
-select rolsuper from pg_roles where rolname = current_user
-
 -- name: stream_partitions
 select stream, partitions from floyo_pipeline.streams order by stream
 

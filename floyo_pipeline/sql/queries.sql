@@ -146,3 +146,20 @@ set position_txid = '0'::xid8, position_id = 0, pending = '{}'::jsonb,
     lease_owner = null, lease_expires_at = null,
     lease_epoch = lease_epoch + 1, updated_at = now()
 where consumer = $1
+
+-- name: compat_state
+-- Whether the database has an `auth` schema, whether the compatibility bootstrap made it (its
+-- comment; an older bootstrap left none, but never made Supabase Auth's auth.refresh_tokens), and
+-- whether the current role may (re)run the bootstrap.
+select n.oid is not null as has_auth,
+       coalesce(obj_description(n.oid, 'pg_namespace') like 'floyo-pipeline: Supabase compatibility%', false)
+         or (n.oid is not null and to_regclass('auth.refresh_tokens') is null) as ours,
+       (select rolsuper from pg_roles where rolname = current_user) as superuser
+from (select 1) one
+left join pg_namespace n on n.nspname = 'auth'
+
+-- name: realtime_published_streams
+-- Which of the streams ($3) of schema $2 are in the publication $1 (Realtime sends nothing of the others).
+select tablename as table_name
+from pg_publication_tables
+where pubname = $1 and schemaname = $2 and tablename = any($3::text[])

@@ -67,3 +67,13 @@ async def admin(database: TestDatabase) -> AsyncIterator[asyncpg.Connection]:
         yield conn
     finally:
         await conn.close()
+
+
+@pytest.fixture
+async def superuser(database: TestDatabase) -> AsyncIterator[asyncpg.Connection]:
+    """The cluster's superuser on the test's database (cluster-wide roles, server settings)."""
+    conn = await connect(database.superuser_url)
+    try:
+        yield conn
+    finally:
+        await conn.close()

@@ -93,7 +93,7 @@ def test_demo_in_a_pipe_shows_findings_counts_and_a_summary_and_keeps_its_week(t
 
     # The demo's week is recent: the nightly retention would delete none of it.
     kept = subprocess.run(
-        [sys.executable, "-m", "floyo_pipeline", "retention", "--dry-run"],
+        [sys.executable, "-m", "floyo_pipeline", "retention", "--dry-run", "--embedded"],
         env=demo_env(data),
         cwd=ROOT,
         capture_output=True,

@@ -222,13 +222,13 @@ def test_sigterm_while_the_connect_hangs_ends_the_process_at_once(
 
 
 @pytest.fixture
-async def roles(admin: asyncpg.Connection) -> AsyncIterator[list[str]]:
+async def roles(superuser: asyncpg.Connection) -> AsyncIterator[list[str]]:
     """Roles a test creates (cluster-wide, so uniquely named); dropped afterwards."""
     made: list[str] = []
     yield made
     for role in reversed(made):
-        await admin.execute(f"drop owned by {role} cascade")
-        await admin.execute(f"drop role if exists {role}")
+        await superuser.execute(f"drop owned by {role} cascade")
+        await superuser.execute(f"drop role if exists {role}")
 
 
 def role_name(kind: str) -> str:
@@ -241,20 +241,22 @@ def url_as(database: TestDatabase, user: str) -> str:
 
 @pytest.mark.parametrize("kind", ["superuser", "bypassrls", "member_of_superuser", "member_of_bypassrls"])
 async def test_a_login_role_with_more_privilege_than_the_worker_is_refused(
-    tmp_path: Path, database: TestDatabase, admin: asyncpg.Connection, roles: list[str], kind: str
+    tmp_path: Path, database: TestDatabase, superuser: asyncpg.Connection, roles: list[str], kind: str
 ) -> None:
     login = role_name("login")
     if kind in {"superuser", "bypassrls"}:
-        await admin.execute(f"create role {login} login {kind} in role floyo_pipeline_worker")
+        await superuser.execute(f"create role {login} login {kind} in role floyo_pipeline_worker")
         roles.append(login)
         expected = "it has superuser" if kind == "superuser" else "it has BYPASSRLS"
     else:
         power = kind.removeprefix("member_of_")
         powerful, middle = role_name(power), role_name("middle")
         # Indirect and without inheritance: it could still `set role` to the powerful one.
-        await admin.execute(f"create role {powerful} nologin {power}")
-        await admin.execute(f"create role {middle} nologin noinherit in role {powerful}")
-        await admin.execute(f"create role {login} login noinherit in role floyo_pipeline_worker, {middle}")
+        await superuser.execute(f"create role {powerful} nologin {power}")
+        await superuser.execute(f"create role {middle} nologin noinherit in role {powerful}")
+        await superuser.execute(
+            f"create role {login} login noinherit in role floyo_pipeline_worker, {middle}"
+        )
         roles.extend([powerful, middle, login])
         expected = f"its role {powerful} has {'superuser' if power == 'superuser' else 'BYPASSRLS'}"
     env = clean_env(tmp_path, DATABASE_URL=url_as(database, login))
@@ -264,10 +266,10 @@ async def test_a_login_role_with_more_privilege_than_the_worker_is_refused(
 
 
 async def test_the_superuser_override_still_lets_it_start(
-    tmp_path: Path, database: TestDatabase, admin: asyncpg.Connection, roles: list[str]
+    tmp_path: Path, database: TestDatabase, superuser: asyncpg.Connection, roles: list[str]
 ) -> None:
     login = role_name("login")
-    await admin.execute(f"create role {login} login superuser")
+    await superuser.execute(f"create role {login} login superuser")
     roles.append(login)
     env = clean_env(tmp_path, DATABASE_URL=url_as(database, login), FLOYO_ALLOW_SUPERUSER="true")
     assert await asyncio.to_thread(start_then_stop, env) == 0
@@ -303,19 +305,21 @@ async def test_an_unknown_role_is_one_line_and_exit_4(tmp_path: Path, database: 
 
 
 async def test_a_wrong_password_is_one_line_and_exit_4(
-    tmp_path: Path, database: TestDatabase, admin: asyncpg.Connection, roles: list[str]
+    tmp_path: Path, database: TestDatabase, superuser: asyncpg.Connection, roles: list[str]
 ) -> None:
-    hba = Path(await admin.fetchval("show hba_file"))
+    hba = Path(await superuser.fetchval("show hba_file"))
     if not os.access(hba, os.W_OK):
         pytest.skip("the test database's pg_hba.conf is not on this machine (TEST_DATABASE_URL)")
     login = role_name("pw")
-    await admin.execute(f"create role {login} login password 'the-right-one' in role floyo_pipeline_worker")
+    await superuser.execute(
+        f"create role {login} login password 'the-right-one' in role floyo_pipeline_worker"
+    )
     roles.append(login)
     original = await asyncio.to_thread(hba.read_text)
     # Passwords are checked for this role only (the test cluster trusts local connections).
     rules = f"local all {login} scram-sha-256\nhost all {login} all scram-sha-256\n"
     await asyncio.to_thread(hba.write_text, rules + original)
-    await admin.execute("select pg_reload_conf()")
+    await superuser.execute("select pg_reload_conf()")
     try:
         wrong_env = clean_env(tmp_path, DATABASE_URL=url_as(database, f"{login}:{SECRET}"))
         wrong = await acli(wrong_env, "run")
@@ -326,14 +330,14 @@ async def test_a_wrong_password_is_one_line_and_exit_4(
         assert right.returncode == 0, right.stderr
     finally:
         await asyncio.to_thread(hba.write_text, original)
-        await admin.execute("select pg_reload_conf()")
+        await superuser.execute("select pg_reload_conf()")
 
 
 async def test_a_role_without_the_worker_grants_is_one_line_and_exit_4(
-    tmp_path: Path, database: TestDatabase, admin: asyncpg.Connection, roles: list[str]
+    tmp_path: Path, database: TestDatabase, superuser: asyncpg.Connection, roles: list[str]
 ) -> None:
     login = role_name("bare")
-    await admin.execute(f"create role {login} login")
+    await superuser.execute(f"create role {login} login")
     roles.append(login)
     env = clean_env(tmp_path, DATABASE_URL=url_as(database, login))
     one_line(await acli(env, "run"), exits.DATABASE_REFUSED, "permission denied", "floyo_pipeline_worker")

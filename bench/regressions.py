@@ -2,6 +2,7 @@
 
     python -m bench.regressions              # the table in docs/analyzers.md (1,000 users a row)
     python -m bench.regressions --users 300  # quicker
+    python -m bench.regressions --tradeoff   # false alarms against detection, by confidence
 
 Each simulated user has one series of lognormal durations (median drawn between 100 and 2,000 ms, a
 given coefficient of variation) fed run by run through the real rule (consumers.durations.Series).
@@ -16,7 +17,9 @@ import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from statistics import NormalDist
 
+from consumers import settings
 from consumers.durations import DurationState, Series
 
 BEFORE = 60
@@ -30,14 +33,16 @@ Phases = Sequence[tuple[int, float]]
 """(runs, factor on the user's median) in order."""
 
 
-def open_flags(cv: float, phases: Phases, users: int, seed: int) -> list[list[bool]]:
+def open_flags(
+    cv: float, phases: Phases, users: int, seed: int, rule: type[Series] = Series
+) -> list[list[bool]]:
     """Per user, whether a regression is open after each run."""
     rng = random.Random(seed)
     sigma = math.sqrt(math.log(1 + cv * cv))
     everyone = []
     for _ in range(users):
         base = rng.uniform(100, 2000)
-        series = Series(DurationState([]))
+        series = rule(DurationState([]))
         flags = []
         for runs, factor in phases:
             for _ in range(runs):
@@ -57,8 +62,8 @@ class Stable:
     """Users whose regression opened, resolved and opened again."""
 
 
-def stable(cv: float, users: int, seed: int) -> Stable:
-    flags = open_flags(cv, [(BEFORE + AFTER, 1.0)], users, seed)
+def stable(cv: float, users: int, seed: int, rule: type[Series] = Series) -> Stable:
+    flags = open_flags(cv, [(BEFORE + AFTER, 1.0)], users, seed, rule)
     worst = max(sum(f[run] for f in flags) for run in range(BEFORE + AFTER))
     flapped = sum(sum(1 for a, b in zip([False, *f], f, strict=False) if b and not a) > 1 for f in flags)
     return Stable(sum(any(f) for f in flags) / users, worst / users, flapped)
@@ -73,8 +78,8 @@ class Step:
     open_at_end: float
 
 
-def step(cv: float, slower: float, users: int, seed: int) -> Step:
-    flags = open_flags(cv, [(BEFORE, 1.0), (AFTER, 1 + slower)], users, seed)
+def step(cv: float, slower: float, users: int, seed: int, rule: type[Series] = Series) -> Step:
+    flags = open_flags(cv, [(BEFORE, 1.0), (AFTER, 1 + slower)], users, seed, rule)
     caught = [f for f in flags if any(f[BEFORE : BEFORE + WITHIN])]
     held = [f for f in caught if all(f[f.index(True, BEFORE) :])]
     return Step(len(caught) / users, len(held) / users, sum(f[-1] for f in flags) / users)
@@ -128,11 +133,36 @@ def table(users: int) -> str:
     return "\n".join(lines)
 
 
+def with_confidence(confidence: float) -> type[Series]:
+    """The rule with another opening confidence (settings.REGRESSION_CONFIDENCE)."""
+    return type("Tuned", (Series,), {"open_z": NormalDist().inv_cdf(confidence)})
+
+
+def tradeoff(users: int, cv: float = 0.3, confidences: Sequence[float] = (0.99, 0.995, 0.999, 0.9995)) -> str:
+    lines = [
+        f"| confidence (CV {cv:g}) | stable: ever open | stable: most open at once | "
+        "20 % slower: caught and held | 30 % slower: caught and held |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for confidence in confidences:
+        rule = with_confidence(confidence)
+        quiet = stable(cv, users, seed_of(cv), rule)
+        twenty = step(cv, 0.2, users, seed_of(cv, 0.2, 1), rule)
+        thirty = step(cv, 0.3, users, seed_of(cv, 0.3, 1), rule)
+        marker = " (default)" if confidence == settings.REGRESSION_CONFIDENCE else ""
+        lines.append(
+            f"| {confidence:g}{marker} | {quiet.ever_open:.1%} | {quiet.open_at_worst_run:.1%} | "
+            f"{twenty.caught_and_held:.1%} | {thirty.caught_and_held:.1%} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--users", type=int, default=1000, help="simulated users per row and column")
+    parser.add_argument("--tradeoff", action="store_true", help="false alarms and detection by confidence")
     args = parser.parse_args(argv)
-    print(table(args.users))
+    print(tradeoff(args.users) if args.tradeoff else table(args.users))
 
 
 if __name__ == "__main__":

@@ -15,8 +15,6 @@ from consumers.insights import Insight
 from consumers.rank_test import RankComparison, log_spread, median, shift_ratio
 
 KIND = "performance_regression"
-_OPEN_Z = NormalDist().inv_cdf(settings.REGRESSION_CONFIDENCE)
-_STAY_Z = NormalDist().inv_cdf(settings.RESOLVE_CONFIDENCE)
 
 
 @dataclass
@@ -47,6 +45,9 @@ class Verdict:
 class Series:
     """One series while a batch runs: the two samples as lists in arrival order, and their ranks once a
     verdict is possible (built then, and kept up to date run by run)."""
+
+    open_z = NormalDist().inv_cdf(settings.REGRESSION_CONFIDENCE)
+    stay_z = NormalDist().inv_cdf(settings.RESOLVE_CONFIDENCE)
 
     def __init__(self, state: DurationState) -> None:
         self.baseline = state.durations[: state.baseline_runs]
@@ -99,11 +100,11 @@ class Series:
         if ranks.baseline[(len(ranks.baseline) - 1) // 2] == 0:
             return None  # a baseline of mostly 0 ms runs gives no ratio to speak of
         if not self.regression_open:
-            if ranks.z() < _OPEN_Z or ranks.share_slower_than(settings.REGRESSION_PERCENT) <= 0.5:
+            if ranks.z() < self.open_z or ranks.share_slower_than(settings.REGRESSION_PERCENT) <= 0.5:
                 return None
             self.regression_open = True
             return self._verdict(ranks, opened=True)
-        if ranks.z() >= _STAY_Z and ranks.share_slower_than(settings.RESOLVE_PERCENT) > 0.5:
+        if ranks.z() >= self.stay_z and ranks.share_slower_than(settings.RESOLVE_PERCENT) > 0.5:
             return self._verdict(ranks, opened=True)
         verdict = self._verdict(ranks, opened=False)
         # Back to the baseline: learn it afresh from here, so a baseline that was low by chance

@@ -1,8 +1,8 @@
 """The duration regression rule on seeded simulated users (bench/regressions.py: lognormal durations,
 60 runs before a change, the real rule run by run). No database: these are properties of the rule.
 
-The figures asserted here are the ones in docs/analyzers.md (which has them for 1,000 users a row;
-these use the first 300 of the same seeded users)."""
+docs/analyzers.md has the same figures for 1,000 users a cell; these bounds are on the first 300 of
+the same seeded users."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
-from consumers.durations import Window, WindowKey, analyze_durations
+from consumers.durations import DurationState, SeriesKey, analyze_durations
 from consumers.insights import upsert_insights
 from consumers.metric_rules import Daily, DayKey, analyze_metrics, needed_days
 from consumers.privacy import analyzable
@@ -33,8 +33,14 @@ class Performance(Consumer):
         if not rows:
             return
         keys = list(dict.fromkeys((r.user_id, r.app_id, r.event_type) for r in rows))
-        stored: dict[WindowKey, Window] = {
-            (r["user_id"], r["app_id"], r["event_type"]): Window(list(r["durations"]), r["regression_open"])
+        stored: dict[SeriesKey, DurationState] = {
+            (r["user_id"], r["app_id"], r["event_type"]): DurationState(
+                list(r["durations"]),
+                r["baseline_runs"],
+                r["regression_open"],
+                rank_u2=r["rank_u2"],
+                rank_ties=r["rank_ties"],
+            )
             for r in await ctx.fetch(
                 Q["duration_windows_load"],
                 [k[0] for k in keys],
@@ -45,16 +51,19 @@ class Performance(Consumer):
         fx = analyze_durations(
             ((r.user_id, r.app_id, r.event_type, r.duration_ms or 0, r.occurred_at) for r in rows), stored
         )
-        windows = fx.windows
-        users: list[UUID] = [k[0] for k in windows]
+        states = fx.states
+        users: list[UUID] = [k[0] for k in states]
         await ctx.execute(
             Q["duration_windows_save"],
             users,
-            [k[1] for k in windows],
-            [k[2] for k in windows],
-            [",".join(map(str, w.durations)) for w in windows.values()],
-            [w.regression_open for w in windows.values()],
-            [w.last_at for w in windows.values()],
+            [k[1] for k in states],
+            [k[2] for k in states],
+            [",".join(map(str, s.durations)) for s in states.values()],
+            [s.baseline_runs for s in states.values()],
+            [s.regression_open for s in states.values()],
+            [s.last_at for s in states.values()],
+            [s.rank_u2 for s in states.values()],
+            [s.rank_ties for s in states.values()],
         )
         await upsert_insights(ctx, fx.insights.values())
 
@@ -64,7 +73,7 @@ class Performance(Consumer):
         if not needed:
             return
         stored: dict[DayKey, Daily] = {
-            (r["source"], r["metric"], r["day"]): Daily(r["total"], r["samples"], r["alert_open"])
+            (r["source"], r["metric"], r["day"]): Daily(r["total"], r["samples"], r["m2"], r["alert_open"])
             for r in await ctx.fetch(
                 Q["metric_daily_load"],
                 [k[0] for k in needed],
@@ -82,6 +91,7 @@ class Performance(Consumer):
             [k[2] for k in touched],
             [d.total for d in days],
             [d.samples for d in days],
+            [d.m2 for d in days],
             [d.alert_open for d in days],
         )
         await upsert_insights(ctx, fx.insights.values())

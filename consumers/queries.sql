@@ -104,35 +104,38 @@ set last_app = excluded.last_app, last_at = excluded.last_at, habit_at = exclude
     habits = excluded.habits
 
 -- name: duration_windows_load
-select w.user_id, w.app_id, w.event_type, w.durations, w.regression_open
+select w.user_id, w.app_id, w.event_type, w.durations, w.baseline_runs, w.regression_open,
+       w.rank_u2, w.rank_ties
 from floyo_pipeline.duration_windows w
 join unnest($1::uuid[], $2::text[], $3::text[]) as k(user_id, app_id, event_type)
   on w.user_id = k.user_id and w.app_id = k.app_id and w.event_type = k.event_type
 
 -- name: duration_windows_save
 insert into floyo_pipeline.duration_windows as w
-  (user_id, app_id, event_type, durations, regression_open, last_at)
+  (user_id, app_id, event_type, durations, baseline_runs, regression_open, last_at, rank_u2, rank_ties)
 select x.user_id, x.app_id, x.event_type, string_to_array(x.durations, ',')::integer[],
-       x.regression_open, x.last_at
-from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::boolean[], $6::timestamptz[])
-  as x(user_id, app_id, event_type, durations, regression_open, last_at)
+       x.baseline_runs, x.regression_open, x.last_at, x.rank_u2, x.rank_ties
+from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int[], $6::boolean[], $7::timestamptz[],
+            $8::int[], $9::bigint[])
+  as x(user_id, app_id, event_type, durations, baseline_runs, regression_open, last_at, rank_u2, rank_ties)
 on conflict (user_id, app_id, event_type) do update
-set durations = excluded.durations, regression_open = excluded.regression_open,
-    last_at = greatest(w.last_at, excluded.last_at)
+set durations = excluded.durations, baseline_runs = excluded.baseline_runs,
+    regression_open = excluded.regression_open, last_at = greatest(w.last_at, excluded.last_at),
+    rank_u2 = excluded.rank_u2, rank_ties = excluded.rank_ties
 
 -- name: metric_daily_load
-select d.source, d.metric, d.day, d.total, d.samples, d.alert_open
+select d.source, d.metric, d.day, d.total, d.samples, d.m2, d.alert_open
 from floyo_pipeline.metric_daily d
 join unnest($1::text[], $2::text[], $3::date[]) as k(source, metric, day)
   on d.source = k.source and d.metric = k.metric and d.day = k.day
 
 -- name: metric_daily_save
-insert into floyo_pipeline.metric_daily as d (source, metric, day, total, samples, alert_open)
-select x.source, x.metric, x.day, x.total, x.samples, x.alert_open
-from unnest($1::text[], $2::text[], $3::date[], $4::float8[], $5::bigint[], $6::boolean[])
-  as x(source, metric, day, total, samples, alert_open)
+insert into floyo_pipeline.metric_daily as d (source, metric, day, total, samples, m2, alert_open)
+select x.source, x.metric, x.day, x.total, x.samples, x.m2, x.alert_open
+from unnest($1::text[], $2::text[], $3::date[], $4::float8[], $5::bigint[], $6::float8[], $7::boolean[])
+  as x(source, metric, day, total, samples, m2, alert_open)
 on conflict (source, metric, day) do update
-set total = excluded.total, samples = excluded.samples, alert_open = excluded.alert_open
+set total = excluded.total, samples = excluded.samples, m2 = excluded.m2, alert_open = excluded.alert_open
 
 -- name: insights_upsert
 -- first_seen stays the time the insight was first raised; a resolved insight keeps the severity it had

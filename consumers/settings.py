@@ -36,20 +36,35 @@ HABIT_FORGET_BELOW = 0.01
 """Decayed counts below this are dropped (about 7 half-lives without a switch)."""
 
 # performance: durations
-DURATION_WINDOW = 40
-"""Durations kept per (user, app, event type); the older and newer halves are compared."""
-DURATION_HALF = DURATION_WINDOW // 2
+RECENT_RUNS = 40
+"""The newest runs of a (user, app, event type), compared with the baseline."""
+BASELINE_RUNS = 60
+"""At most this many runs before the recent ones form the baseline; held while a regression is open."""
+MIN_BASELINE_RUNS = 40
+"""No verdict before the baseline has this many runs (at first, and again after a resolution)."""
+REGRESSION_CONFIDENCE = 0.999
+"""A regression opens only when the rank test says the recent runs are slower with this confidence."""
 REGRESSION_PERCENT = 10
-"""Newer median more than this many percent above the older median: a regression."""
+"""... and the estimated slowdown (Hodges-Lehmann) is more than this many percent."""
+RESOLVE_PERCENT = 5
+"""An open regression resolves when the estimated slowdown against its held baseline is this or less,"""
+RESOLVE_CONFIDENCE = 0.93
+"""... or when the rank test's confidence that the recent runs are slower falls below this."""
 CRITICAL_PERCENT = 50
 """A regression of more than this many percent is critical."""
 
 # performance: metrics_log daily rules
 LCP_INCREASE_PERCENT = 10
-"""Daily average LCP more than this many percent above the previous day's."""
+"""Daily average LCP more than this many percent above the previous day's (with confidence)."""
+LCP_RESOLVE_PERCENT = 5
+"""An open LCP insight resolves when the day is this many percent or less above the previous day."""
 SLOW_QUERY_MS = 200
-"""Daily average Supabase latency above this many milliseconds."""
+"""Daily average Supabase latency above this many milliseconds (with confidence)."""
 BUNDLE_MB = 30
-"""Daily average Expo bundle size above this many megabytes."""
+"""Daily average Expo bundle size above this many megabytes (with confidence)."""
 CI_QUEUE_LENGTH = 3
-"""Daily average CI queue length above this."""
+"""Daily average CI queue length above this (with confidence)."""
+METRIC_CONFIDENCE = 0.999
+"""A daily rule opens only when a t test on the day's samples gives its condition this confidence."""
+MIN_DAILY_SAMPLES = 5
+"""Days with fewer samples are not judged: one sample has no spread, a few have little."""

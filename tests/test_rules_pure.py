@@ -8,9 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from consumers.app_workflows import AppState, analyze_apps
-from consumers.durations import Window, analyze_durations, compare, median
 from consumers.file_patterns import FileState, analyze_files, extension_of
-from consumers.metric_rules import Daily, analyze_metrics, samples_of
 from consumers.privacy import Privacy, gate
 from floyo_pipeline.api import TelemetryEvent
 
@@ -99,57 +97,3 @@ def test_privacy_gate_reasons() -> None:
     assert kept == rows[:1]
     assert skipped == {"skipped_app": 1, "skipped_signal": 1}
     assert gate(rows, {}) == ([], {"skipped_consent": 3})
-
-
-def test_median_and_comparison_boundaries() -> None:
-    assert median([3, 1, 2]) == 2.0
-    assert median([4, 1, 3, 2]) == 2.5
-    assert compare([100] * 39) is None
-    assert compare([0] * 20 + [5] * 20) is None
-    ten = compare([100] * 20 + [110] * 20)
-    eleven = compare([100] * 20 + [111] * 20)
-    assert ten is not None and eleven is not None
-    assert (ten.regressed, eleven.regressed, eleven.change) == (False, True, 0.11)
-    fifty, fiftyone = compare([100] * 20 + [150] * 20), compare([100] * 20 + [151] * 20)
-    assert fifty is not None and fiftyone is not None
-    assert (fifty.critical, fiftyone.critical) == (False, True)
-
-
-def test_duration_insight_opens_then_resolves_within_one_call() -> None:
-    durations = [100] * 20 + [120] * 20 + [100] * 10
-    rows = [(U, "vscode", "build", d, T0 + timedelta(seconds=i)) for i, d in enumerate(durations)]
-    fx = analyze_durations(rows, {})
-    insight = fx.insights[(U, "vscode", "build")]
-    assert (insight.status, insight.severity) == ("resolved", "warning")
-    assert (insight.first_seen, insight.last_seen) == (T0 + timedelta(seconds=39), T0 + timedelta(seconds=49))
-    assert fx.windows[(U, "vscode", "build")].durations == [100] * 10 + [120] * 20 + [100] * 10
-    # Split in two calls with the window carried over: the same verdict.
-    first = analyze_durations(rows[:45], {})
-    window = first.windows[(U, "vscode", "build")]
-    second = analyze_durations(
-        rows[45:], {(U, "vscode", "build"): Window(window.durations, window.regression_open)}
-    )
-    assert second.insights[(U, "vscode", "build")].status == "resolved"
-
-
-def test_metric_samples_and_daily_rules() -> None:
-    assert list(samples_of({"lcp": 1, "ok": True, "name": 3, "nested": {"x": 1}})) == [
-        ("lcp", 1.0),
-        ("name", 3.0),
-    ]
-    assert list(samples_of({"name": "lcp", "value": 2.5})) == [("lcp", 2.5)]
-    day = T0.date()
-    stored = {("supabase", "latencyMs", day): Daily(400.0, 2, alert_open=False)}
-    fx = analyze_metrics([(T0, "supabase", {"latencyMs": 201})], stored)
-    insight = fx.insights[("supabase", "latencyMs", day)]
-    assert (insight.status, insight.evidence["average"], insight.evidence["samples"]) == ("open", 601 / 3, 3)
-    assert stored[("supabase", "latencyMs", day)].samples == 2  # inputs are not mutated
-    fx = analyze_metrics(
-        [(T0, "vercel", {"lcp": 1000}), (T0 + timedelta(days=1), "vercel", {"lcp": 1101})], {}
-    )
-    [lcp] = fx.insights.values()
-    assert (lcp.kind, lcp.evidence["change"], lcp.fingerprint) == (
-        "lcp_regression",
-        0.101,
-        "metrics:lcp_regression:vercel:lcp:2026-03-02",
-    )

@@ -37,11 +37,13 @@ class Step:
 
 @dataclass(frozen=True)
 class Build:
-    """A timed action every tick, `slows_by` times slower from tick `slows_at` on."""
+    """A timed action `runs` times a tick, `slows_by` times slower from tick `slows_at` on. The
+    performance analyzer judges a series once it has 80 runs (a baseline of 40 and 40 recent ones)."""
 
     median_ms: int
     slows_at: int | None = None
     slows_by: float = 1.0
+    runs: int = 1
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,7 @@ PERSONAS: tuple[Persona, ...] = (
             Step("vscode", "file_modified", "pipelines/clean.py"),
             Step("vscode", "file_opened", "queries/daily_report.sql"),
         ),
-        Build(800, slows_at=40, slows_by=1.35),
+        Build(800, slows_at=20, slows_by=1.35, runs=4),
     ),
     Persona(
         "ben",
@@ -118,7 +120,8 @@ DAILY_METRICS: tuple[tuple[tuple[str, str, float], ...], ...] = tuple(
         strict=True,
     )
 )
-SAMPLE_HOURS = (6, 12, 18)
+# Eight samples a day, a little apart: the daily rules judge a day by its own spread, from 5 samples.
+SAMPLE_HOURS = (1, 4, 7, 10, 13, 16, 19, 22)
 
 
 @dataclass(frozen=True)
@@ -166,20 +169,31 @@ def events_for_tick(rng: random.Random, users: Sequence[DemoUser], tick: int, at
         build = user.persona.build
         if build is not None:
             slower = build.slows_by if build.slows_at is not None and tick >= build.slows_at else 1.0
-            duration = max(1, int(rng.gauss(build.median_ms, build.median_ms * 0.02) * slower))
-            events.append(
-                (user.id, when + timedelta(seconds=5), "terminal", "action_completed", None, duration)
-            )
+            for run in range(build.runs):
+                duration = max(1, int(rng.gauss(build.median_ms, build.median_ms * 0.02) * slower))
+                events.append(
+                    (
+                        user.id,
+                        when + timedelta(seconds=5 + run),
+                        "terminal",
+                        "action_completed",
+                        None,
+                        duration,
+                    )
+                )
     return events
 
 
 async def insert_metrics_day(admin: asyncpg.Connection, start: datetime, day: int, now: datetime) -> None:
     """The samples of one day of DAILY_METRICS (none later than `now`)."""
     base = start.replace(hour=0) + timedelta(days=day)
+    rng = random.Random(day)
     for hour in SAMPLE_HOURS:
         ts = min(base + timedelta(hours=hour), now)
         for source, metric, value in DAILY_METRICS[day]:
-            await admin.execute(Q["demo_insert_metric"], ts, source, {metric: value})
+            await admin.execute(
+                Q["demo_insert_metric"], ts, source, {metric: round(value * rng.uniform(0.97, 1.03), 2)}
+            )
 
 
 async def feed(

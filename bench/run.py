@@ -37,7 +37,7 @@ from prometheus_client.parser import text_string_to_metric_families
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from floyo_pipeline.db import connect  # noqa: E402
+from floyo_pipeline.connections import connect  # noqa: E402
 from floyo_pipeline.embedded import start_embedded, supabase_roles  # noqa: E402
 from tests.pg import Cluster, create_test_database, find_owner, prepare_template  # noqa: E402
 

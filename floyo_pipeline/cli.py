@@ -17,8 +17,7 @@ import asyncpg
 from floyo_pipeline import __version__, exits
 from floyo_pipeline.composition import CompositionError, build_components, build_consumers, build_sources
 from floyo_pipeline.config import ConfigError, Settings, load_settings
-from floyo_pipeline.database import database_target
-from floyo_pipeline.db import DatabaseUnavailable, describe_database_error, open_connection
+from floyo_pipeline.connections import DatabaseUnavailable, describe_database_error, open_connection
 from floyo_pipeline.http import cmd_healthcheck
 from floyo_pipeline.logs import configure_logging, get_logger
 from floyo_pipeline.migrations import MigrationError, migrate
@@ -33,6 +32,7 @@ from floyo_pipeline.operations import (
 from floyo_pipeline.retention import cmd_retention
 from floyo_pipeline.schema_check import cmd_validate_schema
 from floyo_pipeline.service import StartupError, run_service
+from floyo_pipeline.target import database_target
 
 EXIT_USAGE = exits.USAGE
 # The service and the demo log on stdout; every other command keeps stdout for its output.
@@ -454,11 +454,6 @@ async def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         args.users,
         args.duration,
     )
-
-
-async def cmd_not_yet(settings: Settings, args: argparse.Namespace) -> int:
-    print(f"floyo-pipeline {args.command}: not implemented yet", file=sys.stderr)
-    return 3
 
 
 COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]]] = {

@@ -23,13 +23,13 @@ from functools import partial
 from typing import Any, Generic, TypeVar, cast
 
 import anyio
-import asyncpg
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 from prometheus_client.exposition import choose_encoder
 
 from floyo_pipeline import __version__, exits, metrics
 from floyo_pipeline.config import Settings
+from floyo_pipeline.engine.errors import DATABASE_ERRORS
 from floyo_pipeline.logs import get_logger, scrub
 from floyo_pipeline.operations import status
 from floyo_pipeline.queries import Q
@@ -51,7 +51,6 @@ PROBES_PER_SECOND = 100.0
 DOCUMENTS_PER_SECOND = 20.0
 MAX_REMEMBERED_CONNECTIONS = 4096
 _ALLOWED = "GET, HEAD"
-_DATABASE_TROUBLE = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 T = TypeVar("T")
@@ -233,7 +232,7 @@ class App:
                     await conn.fetchval("select 1")
         except TimeoutError:
             return f"database unreachable: no answer within {DB_CHECK_TIMEOUT_SECONDS:g}s"
-        except _DATABASE_TROUBLE as err:
+        except DATABASE_ERRORS as err:
             return f"database unreachable: {_error_text(err)}"
         return None
 
@@ -298,7 +297,7 @@ class App:
             with anyio.fail_after(QUERY_TIMEOUT_SECONDS):
                 async with self.runtime.pool.acquire() as conn:
                     return await status(conn), list(await conn.fetch(Q["job_last_success"])), None
-        except (TimeoutError, *_DATABASE_TROUBLE) as err:
+        except DATABASE_ERRORS as err:
             return None, [], f"database unreachable: {_error_text(err)}"
 
     async def status(self, scope: Scope) -> Response:

@@ -19,6 +19,7 @@ import asyncpg
 
 from floyo_pipeline import metrics
 from floyo_pipeline.config import Settings
+from floyo_pipeline.engine.errors import DATABASE_ERRORS
 from floyo_pipeline.logs import get_logger
 from floyo_pipeline.operations import status
 from floyo_pipeline.queries import Q
@@ -33,7 +34,6 @@ Clock = Callable[[], datetime]
 # Re-read the clock at least this often, so a stepped system clock cannot park the scheduler for hours.
 MAX_SLEEP_SECONDS = 60.0
 RETRY_SECONDS = 5.0
-_DATABASE_TROUBLE = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 def utc_now() -> datetime:
@@ -118,7 +118,7 @@ class Scheduler:
         while not runtime.stopping.is_set():
             try:
                 await self.run_due(runtime.pool, replica_id)
-            except _DATABASE_TROUBLE as err:
+            except DATABASE_ERRORS as err:
                 # The period stays unclaimed by us: try again soon rather than at the next period.
                 log.warning("jobs.retrying", error_class=type(err).__name__, delay=RETRY_SECONDS)
                 with anyio.move_on_after(RETRY_SECONDS):

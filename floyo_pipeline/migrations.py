@@ -17,7 +17,6 @@ import asyncpg
 from floyo_pipeline.queries import Q
 
 _FILENAME = re.compile(r"^(\d{14})_([a-z0-9_]+)\.sql$")
-_MIGRATE_LOCK = 7_310_001
 
 
 class MigrationError(Exception):
@@ -89,7 +88,7 @@ async def applied_versions(conn: asyncpg.Connection) -> set[str]:
 async def migrate(conn: asyncpg.Connection, folder: Path | None = None) -> list[Migration]:
     """Apply every pending migration, each in its own transaction; returns those applied."""
     migrations = discover(folder)
-    await conn.execute("select pg_advisory_lock($1)", _MIGRATE_LOCK)
+    await conn.execute(Q["migrate_lock"])
     try:
         await ensure_compat(conn)
         done = await applied_versions(conn)
@@ -107,7 +106,7 @@ async def migrate(conn: asyncpg.Connection, folder: Path | None = None) -> list[
             applied.append(migration)
         return applied
     finally:
-        await conn.execute("select pg_advisory_unlock($1)", _MIGRATE_LOCK)
+        await conn.execute(Q["migrate_unlock"])
 
 
 def rollback_path(folder: Path, version: str, name: str) -> Path:
@@ -130,7 +129,7 @@ async def migrate_down(
     folder = folder or schema_folder() / "migrations"
     rollbacks = rollbacks or folder.parent / "rollbacks"
     names = {m.version: m.name for m in discover(folder)}
-    await conn.execute("select pg_advisory_lock($1)", _MIGRATE_LOCK)
+    await conn.execute(Q["migrate_lock"])
     try:
         await conn.execute(Q["ensure_migrations_table"])
         applied = [(r["version"], r["name"]) for r in await conn.fetch(Q["applied_migrations_named"])]
@@ -159,4 +158,4 @@ async def migrate_down(
                 ) from err
         return plan
     finally:
-        await conn.execute("select pg_advisory_unlock($1)", _MIGRATE_LOCK)
+        await conn.execute(Q["migrate_unlock"])

@@ -13,10 +13,10 @@ import argparse
 import asyncpg
 
 from floyo_pipeline.config import Settings
-from floyo_pipeline.database import database_target
-from floyo_pipeline.db import open_connection
+from floyo_pipeline.connections import open_connection
 from floyo_pipeline.logs import get_logger
 from floyo_pipeline.queries import Q
+from floyo_pipeline.target import database_target
 
 DEFAULT_RETENTION_DAYS = 14
 RETENTION_LOCK = 7_310_002

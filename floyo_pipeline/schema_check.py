@@ -22,10 +22,10 @@ from uuid import UUID
 import asyncpg
 
 from floyo_pipeline.config import Settings
-from floyo_pipeline.database import database_target
-from floyo_pipeline.db import open_connection
+from floyo_pipeline.connections import open_connection
 from floyo_pipeline.queries import Q
 from floyo_pipeline.rows import STREAM_MODELS, TABLE_MODELS, TableRow
+from floyo_pipeline.target import database_target
 
 PUBLICATION = "supabase_realtime"
 PRIVATE_SCHEMA = "floyo_pipeline"

@@ -26,8 +26,9 @@ import asyncpg
 from floyo_pipeline import exits
 from floyo_pipeline.api import Consumer
 from floyo_pipeline.config import Settings
-from floyo_pipeline.db import DatabaseUnavailable, connect_failure, create_pool, excess_privileges
-from floyo_pipeline.engine.batch import RetryPolicy
+from floyo_pipeline.connections import DatabaseUnavailable, connect_failure, create_pool, excess_privileges
+from floyo_pipeline.engine.apply import RetryPolicy
+from floyo_pipeline.engine.errors import DATABASE_ERRORS
 from floyo_pipeline.engine.leases import EngineConfig, LeaseManager
 from floyo_pipeline.engine.wakeups import PollSource, WakeHub, WakeupSource
 from floyo_pipeline.logs import get_logger
@@ -151,7 +152,7 @@ async def _connect(settings: Settings, url: str) -> asyncpg.Pool:
             with anyio.fail_after(timeout):
                 async with pool.acquire() as conn:
                     too_much = await excess_privileges(conn)
-        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as err:
+        except DATABASE_ERRORS as err:
             raise connect_failure(err, timeout) from None
         if too_much and not settings.allow_superuser:
             raise StartupError(

@@ -9,7 +9,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from floyo_pipeline.db import connect
+from floyo_pipeline.connections import connect
 from floyo_pipeline.embedded import start_embedded, supabase_roles
 from tests.pg import (
     Cluster,

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from floyo_pipeline.db import connect
+from floyo_pipeline.connections import connect
 from floyo_pipeline.embedded import OWNER
 from floyo_pipeline.migrations import ensure_compat, migrate
 

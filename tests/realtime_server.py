@@ -55,7 +55,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from floyo_pipeline.db import connect
+from floyo_pipeline.connections import connect
 
 WEBSOCKET_PATH = "/realtime/v1/websocket"
 SERVICE_RESTART = 1012

@@ -20,7 +20,7 @@ import asyncpg
 
 from floyo_pipeline.api import Consumer
 from floyo_pipeline.config import load_settings
-from floyo_pipeline.engine.batch import RetryPolicy
+from floyo_pipeline.engine.apply import RetryPolicy
 from floyo_pipeline.engine.wakeups import NotifySource, WakeupSource
 from floyo_pipeline.service import run_service
 

@@ -8,10 +8,10 @@ import uuid
 import asyncpg
 import pytest
 
-from floyo_pipeline.db import connect
+from floyo_pipeline.connections import connect
 from floyo_pipeline.engine.streams import STREAMS
+from floyo_pipeline.queries import Q
 from tests.pg import TestDatabase
-from tests.service import ROOT
 
 INSERT_TELEMETRY = """insert into public.telemetry_events
     (user_id, occurred_at, app_id, event_type, duration_ms, metadata)
@@ -144,8 +144,7 @@ async def test_engine_queries_partition_users_like_user_partition(admin: asyncpg
     )
     expression = body.strip().removeprefix("select ")
     assert expression == "get_byte(uuid_send(user_id), 15) % 64"
-    text = (ROOT / "floyo_pipeline" / "sql" / "queries.sql").read_text(encoding="utf-8")
-    text += "\n".join(STREAMS["telemetry_events"].queries.values())
+    text = "\n".join([*Q.values(), *STREAMS["telemetry_events"].queries.values()])
     assert not re.search(r"user_partition\([^)]", text)  # no call with an argument
     spelled = re.findall(r"get_byte\(uuid_send\((?:\w+\.)?user_id\), 15\) % 64", text)
     assert spelled and len(spelled) == text.count("get_byte(")

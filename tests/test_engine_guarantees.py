@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from floyo_pipeline.db import connect
-from floyo_pipeline.engine.batch import BatchRunner, Lease, ReadLimits
+from floyo_pipeline.connections import connect
+from floyo_pipeline.engine.batch import BatchRunner, ReadLimits
+from floyo_pipeline.engine.checkpoints import CheckpointStore
 from floyo_pipeline.engine.errors import LeaseLost
 from floyo_pipeline.engine.leases import EngineConfig, LeaseManager
 from floyo_pipeline.engine.wakeups import LISTEN_APPLICATION_NAME, WakeHub
 from floyo_pipeline.metrics import REGISTRY
 from floyo_pipeline.operations import replay
-from floyo_pipeline.queries import Q
 from tests.pg import TestDatabase
 from tests.service import insert_events, make_users, running_service, wait_until
 from tests.support_consumers import EFFECTS_DDL, EffectRecorder
@@ -154,20 +154,20 @@ async def test_fenced_replica_cannot_commit(effects_db: TestDatabase, admin: asy
     consumer = EffectRecorder()
     manager = LeaseManager(pool, [consumer], EngineConfig("replica-a", 10, 30, 1), WakeHub())
     await manager.prepare()
-    claimed = await service.fetch(Q["lease_claim"], "replica-a", ["recorder"], 30.0, 64, None)
-    mine = next(r for r in claimed if r["partition"] == partition)
-    lease_a = Lease("recorder", "telemetry_events", partition, mine["lease_epoch"], 0, 0)
+    store_a = CheckpointStore("replica-a#1", "replica-a")
+    claimed = await store_a.claim(service, ["recorder"], 30.0, 64, take_over_predecessors=False)
+    lease_a = next(lease for lease in claimed if lease.partition == partition)
     # Replica B takes the partition over after A's lease expired (A was paused, say).
     await admin.execute(
         "update floyo_pipeline.checkpoints set lease_expires_at = now() - interval '1 second'"
         " where consumer = 'recorder' and partition = $1",
         partition,
     )
-    taken = await service.fetch(Q["lease_claim"], "replica-b", ["recorder"], 30.0, 64, None)
-    assert [r["partition"] for r in taken] == [partition]
+    taken = await CheckpointStore("replica-b#1", "replica-b").claim(service, ["recorder"], 30.0, 64, False)
+    assert [lease.partition for lease in taken] == [partition]
     with pytest.raises(LeaseLost):
-        runner = BatchRunner("telemetry_events", [consumer], ReadLimits(10))
-        await runner.run(service, {("recorder", partition): lease_a}, "replica-a")
+        runner = BatchRunner("telemetry_events", [consumer], ReadLimits(10), store_a)
+        await runner.run(service, {("recorder", partition): lease_a})
     assert await count_effects(admin) == 0
     position = await admin.fetchval(
         "select position_id from floyo_pipeline.checkpoints where consumer = 'recorder' and partition = $1",

@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 
 from floyo_pipeline.config import ConfigError, load_settings
-from floyo_pipeline.db import create_pool
+from floyo_pipeline.connections import create_pool
 from floyo_pipeline.jobs import Scheduler, build_jobs
 from floyo_pipeline.schedule import ScheduleError, parse_schedule
 from tests.pg import TestDatabase

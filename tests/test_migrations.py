@@ -14,7 +14,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from floyo_pipeline.db import connect
+from floyo_pipeline.connections import connect
 from floyo_pipeline.migrations import (
     MigrationError,
     discover,

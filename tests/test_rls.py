@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import asyncpg
 import pytest
 
-from floyo_pipeline.db import connect
+from floyo_pipeline.connections import connect
 from floyo_pipeline.rows import TABLE_MODELS
 from tests.pg import TestDatabase
 

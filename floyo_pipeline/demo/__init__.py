@@ -20,13 +20,13 @@ import structlog
 
 from floyo_pipeline.api import Consumer
 from floyo_pipeline.config import Settings
-from floyo_pipeline.database import database_target
-from floyo_pipeline.db import open_connection
+from floyo_pipeline.connections import open_connection
 from floyo_pipeline.demo.feed import DemoUser, feed, make_users, seed_users
 from floyo_pipeline.demo.view import View, make_view
 from floyo_pipeline.demo.watch import Counts, Watcher
 from floyo_pipeline.engine.wakeups import WakeupSource
 from floyo_pipeline.service import Component, run_service
+from floyo_pipeline.target import database_target
 
 REFRESH_SECONDS = 0.5
 LOG_FILE = "demo.log"

@@ -1,8 +1,21 @@
-"""Which failures are the database's passing trouble (retry) and which are the row's (dead-letter)."""
+"""Which failures are the database's passing trouble (retry) and which are the row's (dead-letter), and
+how long to wait before trying again. The one place that says what "database trouble" is."""
 
 from __future__ import annotations
 
+import random
+from collections.abc import Iterator
+
 import asyncpg
+
+DATABASE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
+"""Whatever a database call can fail with: what health checks and jobs report instead of crashing."""
 
 
 class LeaseLost(Exception):
@@ -28,3 +41,11 @@ def is_transient(err: BaseException) -> bool:
         | OSError
         | TimeoutError,
     )
+
+
+def backoff_delays(base: float = 0.2, cap: float = 10.0) -> Iterator[float]:
+    """Capped exponential backoff with full jitter, forever."""
+    attempt = 0
+    while True:
+        yield random.uniform(0, min(cap, base * 2**attempt))
+        attempt += 1

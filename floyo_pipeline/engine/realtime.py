@@ -37,8 +37,9 @@ from realtime import AsyncRealtimeClient, RealtimePostgresChangesListenEvent, Re
 
 from floyo_pipeline import metrics
 from floyo_pipeline.config import ConfigError, Settings
-from floyo_pipeline.db import connect
-from floyo_pipeline.engine.wakeups import SourceHealth, WakeHub, backoff_delays
+from floyo_pipeline.connections import connect
+from floyo_pipeline.engine.errors import backoff_delays
+from floyo_pipeline.engine.wakeups import SourceHealth, WakeHub
 from floyo_pipeline.logs import get_logger
 from floyo_pipeline.queries import Q
 
@@ -124,14 +125,6 @@ def _unparsed_frame(text: str) -> Any:
         return json.loads(raw)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         return None
-
-
-def _partition_of(record: Any) -> list[int] | None:
-    if isinstance(record, Mapping):
-        value = record.get("pipeline_partition")
-        if isinstance(value, int) and not isinstance(value, bool):
-            return [value]
-    return None
 
 
 # ---- one stream's connection ---------------------------------------------------------------------
@@ -241,7 +234,7 @@ class _Session:
             if _unauthorized(data.get("errors")):
                 self.on_unauthorized(data.get("errors"))
                 return
-            self._hub.wake(SOURCE, self.stream, _partition_of(data.get("record")))
+            self._hub.wake(SOURCE, self.stream)
         except Exception as err:
             log.warning(
                 "source.bad_message", source=SOURCE, stream=self.stream, error_class=type(err).__name__
@@ -263,7 +256,7 @@ class _Session:
 
     def on_unauthorized(self, errors: Any) -> None:
         # A change happened on the stream, the key's role just may not see it: still a hint.
-        self._hub.wake(SOURCE, self.stream, None)
+        self._hub.wake(SOURCE, self.stream)
         if self.unauthorized is None:
             self.unauthorized = str(errors)[:_BODY_CHARS]
             log.error(

@@ -1,4 +1,4 @@
-"""Wake-up hints: NOTIFY, Realtime and the poll timer tell partition workers to look now.
+"""Wake-up hints: NOTIFY, Realtime and the poll timer tell the stream readers to look now.
 
 Hints only: losing one delays processing until the next hint or poll, never loses a row, because the
 durable position is the checkpoint in Postgres.
@@ -8,17 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import math
-import random
 import time
 from collections import defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import asyncpg
-
 from floyo_pipeline import metrics
-from floyo_pipeline.db import connect
+from floyo_pipeline.connections import connect
+from floyo_pipeline.engine.errors import DATABASE_ERRORS, backoff_delays
 from floyo_pipeline.logs import get_logger
 
 log = get_logger(__name__)
@@ -64,7 +61,7 @@ class WakeHub:
     def unregister(self, stream: str, target: Wakeable) -> None:
         self._targets[stream].discard(target)
 
-    def wake(self, source: str, stream: str, partitions: Iterable[int] | None = None) -> None:
+    def wake(self, source: str, stream: str) -> None:
         """Wake the readers of `stream` now, or once its pacer allows (one wake-up for the hints between)."""
         metrics.WAKEUPS.labels(source).inc()
         targets = self._targets.get(stream)
@@ -125,23 +122,6 @@ class WakeupSource(Protocol):
     async def run(self, hub: WakeHub) -> None: ...
 
 
-def parse_notify_payload(payload: str) -> tuple[str, list[int] | None]:
-    """`stream:1,5,9` → ("stream", [1, 5, 9]); an unreadable partition list means all partitions."""
-    stream, _, parts = payload.partition(":")
-    try:
-        return stream, [int(p) for p in parts.split(",") if p] or None
-    except ValueError:
-        return stream, None
-
-
-def backoff_delays(base: float = 0.2, cap: float = 10.0) -> Iterable[float]:
-    """Capped exponential backoff with full jitter, forever."""
-    attempt = 0
-    while True:
-        yield random.uniform(0, min(cap, base * 2**attempt))
-        attempt += 1
-
-
 class PollSource:
     """The safety net, always on: wakes every worker every interval."""
 
@@ -169,13 +149,7 @@ class NotifySource:
         while True:
             try:
                 await self._listen(hub)
-            except (
-                OSError,
-                asyncpg.PostgresError,
-                asyncpg.InterfaceError,
-                ConnectionError,
-                TimeoutError,
-            ) as err:
+            except DATABASE_ERRORS as err:
                 if self.health.connected:  # it was up: a fresh outage starts the backoff again
                     delays = iter(backoff_delays())
                 delay = next(delays)
@@ -196,8 +170,7 @@ class NotifySource:
             conn.add_termination_listener(lambda _c: closed.set())
 
             def on_notify(_c: object, _pid: int, _channel: str, payload: str) -> None:
-                stream, partitions = parse_notify_payload(payload)
-                hub.wake("notify", stream, partitions)
+                hub.wake("notify", payload)  # the payload is the stream's name
 
             await conn.add_listener(NOTIFY_CHANNEL, on_notify)
             self.health.up()

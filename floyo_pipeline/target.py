@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from floyo_pipeline.config import ConfigError, Settings
-from floyo_pipeline.db import connect
+from floyo_pipeline.connections import connect
 from floyo_pipeline.embedded import SERVICE_ROLE, embedded_postgres, require_embedded, supabase_roles
 from floyo_pipeline.logs import get_logger
 from floyo_pipeline.migrations import ensure_compat, migrate

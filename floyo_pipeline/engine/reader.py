@@ -1,4 +1,4 @@
-"""A stream reader: runs the batches of one stream for every consumer partition this replica leases,
+"""A stream reader: runs the batches of one stream over a share of the partitions this process leases,
 until stopped. At most one batch transaction is in flight per reader (so per leased partition and
 consumer); the lease manager changes the leased set only between batches (it takes the lock)."""
 
@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 import asyncpg
 import structlog
 
 from floyo_pipeline import metrics
-from floyo_pipeline.engine.batch import BatchRunner, Lease, LeaseKey
-from floyo_pipeline.engine.errors import LeaseLost, is_transient
+from floyo_pipeline.engine.batch import BatchRunner
+from floyo_pipeline.engine.checkpoints import Lease, LeaseKey
+from floyo_pipeline.engine.errors import LeaseLost, backoff_delays, is_transient
 from floyo_pipeline.logs import get_logger
 
 log = get_logger(__name__)
@@ -27,7 +27,6 @@ class StreamReader:
         self,
         runner: BatchRunner,
         pool: asyncpg.Pool,
-        owner: str,
         concurrency: asyncio.Semaphore,
         fenced_pause: float,
         on_rows: Callable[[], None] = lambda: None,
@@ -36,7 +35,6 @@ class StreamReader:
         self.on_rows = on_rows
         self.stream = runner.stream
         self.pool = pool
-        self.owner = owner
         self.concurrency = concurrency
         self.fenced_pause = fenced_pause
         self.leases: dict[LeaseKey, Lease] = {}
@@ -65,7 +63,7 @@ class StreamReader:
     async def run(self) -> None:
         """Loop until stopped; a batch in flight always finishes (commit or rollback) first."""
         structlog.contextvars.bind_contextvars(stream=self.stream)
-        transient_failures = 0
+        delays: Iterator[float] | None = None
         while not self.stopping:
             self.wake.clear()
             if not self.leases:
@@ -75,7 +73,7 @@ class StreamReader:
                 async with self.concurrency, self.lock, self.pool.acquire() as conn:
                     if self.stopping or not self.leases:
                         continue
-                    result = await self.runner.run(conn, self.leases, self.owner)
+                    result = await self.runner.run(conn, self.leases)
             except LeaseLost as lost:
                 # The lease manager's next tick finds out which partitions are gone and removes them.
                 log.warning("lease.lost", reason=str(lost))
@@ -84,14 +82,12 @@ class StreamReader:
             except Exception as err:
                 if not is_transient(err):
                     raise
-                transient_failures += 1
-                delay = min(TRANSIENT_BACKOFF_MAX_SECONDS, 0.1 * 2**transient_failures) * random.uniform(
-                    0.5, 1
-                )
+                delays = delays or backoff_delays(cap=TRANSIENT_BACKOFF_MAX_SECONDS)
+                delay = next(delays)
                 log.warning("batch.retrying", error_class=type(err).__name__, delay=round(delay, 3))
                 await self._sleep_or_wake(delay)
                 continue
-            transient_failures = 0
+            delays = None
             metrics.READS.labels(self.stream, "rows" if result.fetched else "none").inc()
             if result.fetched:
                 self.on_rows()

@@ -270,7 +270,7 @@ class App:
         if rt.dead_tasks:
             reasons.append(f"supervised task(s) died: {', '.join(rt.dead_tasks)}")
         if crash is not None:
-            reasons.append(f"partition worker crashed: {type(crash).__name__}")
+            reasons.append(f"stream reader crashed: {type(crash).__name__}")
         doc = {
             "ready": not reasons,
             "reasons": reasons,
@@ -284,7 +284,7 @@ class App:
             "tasks": {
                 "supervised": sorted(rt.task_names),
                 "dead": list(rt.dead_tasks),
-                "worker_crash": type(crash).__name__ if crash is not None else None,
+                "reader_crash": type(crash).__name__ if crash is not None else None,
             },
             "leases_held": len(rt.manager.held),
         }

@@ -103,7 +103,7 @@ async def wait_effects(admin: asyncpg.Connection, expected: int, what: str) -> N
 
 
 async def wait_leases(admin: asyncpg.Connection) -> None:
-    """Every partition worker has started (so later rows need a wake-up to be seen)."""
+    """Every stream reader has started (so later rows need a wake-up to be seen)."""
 
     async def held() -> bool:
         total = await admin.fetchval(

@@ -123,7 +123,7 @@ class WakeupSource(Protocol):
 
 
 class PollSource:
-    """The safety net, always on: wakes every worker every interval."""
+    """The safety net, always on: wakes every reader every interval."""
 
     def __init__(self, interval: float) -> None:
         self.interval = interval

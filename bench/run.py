@@ -26,10 +26,12 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 from prometheus_client.parser import text_string_to_metric_families
@@ -37,9 +39,12 @@ from prometheus_client.parser import text_string_to_metric_families
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from floyo_pipeline.config import load_settings  # noqa: E402
 from floyo_pipeline.connections import connect  # noqa: E402
-from floyo_pipeline.embedded import start_embedded, supabase_roles  # noqa: E402
-from tests.pg import Cluster, create_test_database, find_owner, prepare_template  # noqa: E402
+from floyo_pipeline.embedded import SERVICE_ROLE  # noqa: E402
+from floyo_pipeline.migrations import migrate  # noqa: E402
+from floyo_pipeline.queries import Q  # noqa: E402
+from floyo_pipeline.target import Target, database_target  # noqa: E402
 
 APPS = ("vscode", "slack", "excel", "outlook", "figma", "jira", "terminal")
 FILES = ("src/app.py", "src/db.sql", "run.sh", "data/q3.csv", "README.md", "web/main.js", "cfg/app.json")
@@ -286,19 +291,29 @@ async def steady_load(
     }
 
 
+@asynccontextmanager
+async def bench_database(tmp: Path) -> AsyncIterator[Target]:
+    """A migrated database: BENCH_DATABASE_URL (its owner; the service gets a login role granted
+    floyo_pipeline_worker beside it), or an embedded Postgres in `tmp`."""
+    given = os.environ.get("BENCH_DATABASE_URL")
+    if not given:
+        async with database_target(load_settings(embedded=True, data_dir=tmp)) as target:
+            yield target
+        return
+    conn = await connect(given)
+    try:
+        await migrate(conn)
+        await conn.execute(Q["ensure_service_login_role"].replace("$role", SERVICE_ROLE))
+    finally:
+        await conn.close()
+    parts = urlsplit(given)
+    service = urlunsplit(parts._replace(netloc=f"{SERVICE_ROLE}@{parts.netloc.rsplit('@', 1)[-1]}"))
+    yield Target(admin_url=given, service_url=service, embedded=False)
+
+
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="floyo-bench-"))
-    given = os.environ.get("BENCH_DATABASE_URL")
-    server = None
-    if given:
-        cluster = Cluster(superuser_url=given, owner=await find_owner(given))
-    else:
-        pg, server = start_embedded(tmp)
-        pg = await supabase_roles(pg)
-        cluster = Cluster(superuser_url=pg.admin_url, owner=pg.owner)
-    try:
-        await prepare_template(cluster)
-        db = await create_test_database(cluster)
+    async with bench_database(tmp) as db:
         conn = await connect(db.admin_url)
         results: dict[str, Any] = {
             "rows": args.rows,
@@ -375,11 +390,6 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         results["service_exit_codes"] = [service.stop() for service in services]
         await conn.close()
         return results
-    finally:
-        if server is not None:
-            cleanup = getattr(server, "cleanup", None)
-            if cleanup is not None:
-                cleanup()
 
 
 def report(results: dict[str, Any]) -> None:

@@ -51,19 +51,11 @@ FILES = ("src/app.py", "src/db.sql", "run.sh", "data/q3.csv", "README.md", "web/
 COLUMNS = ("user_id", "occurred_at", "app_id", "event_type", "file_path", "duration_ms", "metadata")
 INSERT_BATCH = 1000
 
+# The stream's table as it would be without the pipeline: the same columns, constraints and indexes,
+# less pipeline_txid (with its index) and the NOTIFY trigger (LIKE copies no triggers).
 RAW_TABLE = """
-create table bench_raw (
-  id bigint generated always as identity primary key,
-  user_id uuid not null references auth.users (id) on delete cascade,
-  occurred_at timestamptz not null,
-  app_id text not null check (app_id <> ''),
-  event_type text not null check (event_type <> ''),
-  file_path text,
-  duration_ms integer check (duration_ms >= 0),
-  metadata jsonb not null default '{}'::jsonb check (jsonb_typeof(metadata) = 'object'),
-  created_at timestamptz not null default now()
-);
-create index bench_raw_user_time_idx on bench_raw (user_id, occurred_at);
+create table bench_raw (like public.telemetry_events including all);
+alter table bench_raw drop column pipeline_txid;
 """
 
 INSERT_UNNEST = """

@@ -72,7 +72,9 @@ def _template() -> dict[str, str]:
 
 
 _TEMPLATE = _template()
-QUERY_NAMES = tuple(_TEMPLATE)
+# The batch reads: the `read` template with the rows each selects and its parameters' places.
+_READS = {"fetch_forward": ("$6", "$7", "$8"), "fetch_pending": ("$3", "$4", "$5")}
+QUERY_NAMES = tuple(name for name in _TEMPLATE if name != "read")
 
 
 @dataclass(frozen=True)
@@ -102,10 +104,14 @@ class Stream:
             "partition": self.partition_sql,
             "row_bytes": " + ".join(sizes) or "0",
         }
-        queries = {name: sql.format(columns=columns, **values) for name, sql in _TEMPLATE.items()}
-        # The same reads with only the keys: what is left to read when a batch read itself fails.
-        for name in ("fetch_forward", "fetch_pending"):
-            queries[f"{name}_keys"] = _TEMPLATE[name].format(columns=keys, **values)
+        queries = {name: _TEMPLATE[name].format(columns=columns, **values) for name in QUERY_NAMES}
+        for name, (limit, budget, row_limit) in _READS.items():
+            where = "\n".join(x for x in _TEMPLATE[name].splitlines() if not x.lstrip().startswith("--"))
+            read = {"where": where.format(**values), "limit": limit, "budget": budget}
+            read = {**read, "row_limit": row_limit, **values}
+            queries[name] = _TEMPLATE["read"].format(columns=columns, **read)
+            # The same read with only the keys: what is left to read when a batch read itself fails.
+            queries[f"{name}_keys"] = _TEMPLATE["read"].format(columns=keys, **read)
         object.__setattr__(self, "kinds", kinds)
         object.__setattr__(self, "queries", queries)
 

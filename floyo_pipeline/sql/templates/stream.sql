@@ -9,56 +9,45 @@
 -- A row larger than the per-row limit comes back with its keys only (pipeline_readable false), to be
 -- dead-lettered; it counts 64 bytes against the batch's budget, like every row's fixed part.
 
--- name: fetch_forward
--- The next rows after the reader's positions, in (transaction, id) order, of the partitions it
--- leases: $1/$2 the smallest position, $3 the partitions, $4/$5 each partition's position (indexed
--- by partition + 1), $6 the row limit, $7 the byte budget of the batch, $8 the per-row byte limit.
--- pipeline_fits is false from the first row past the byte budget on (the first row always fits).
--- Also the transactions open in this statement's snapshot (in_progress); with no rows, one row of
--- nulls carries it.
+-- name: read
+-- A batch read, which fetch_forward and fetch_pending below fill in with the rows they select and
+-- their parameters' places: those rows in (transaction, id) order, up to the row limit;
+-- pipeline_fits is false from the first row past the byte budget on (the first row always fits); a
+-- row over the per-row limit comes back with its keys only. Also the transactions open in this
+-- statement's snapshot (in_progress); with no rows, one row of nulls carries it.
 select s.in_progress, {columns}, r.pipeline_bytes, r.pipeline_readable, r.pipeline_fits
 from (select coalesce(array_agg(x), '{{}}') as in_progress from pg_snapshot_xip(pg_current_snapshot()) as x) s
 left join lateral (
-  select m.*, sum(m.pipeline_load) over (order by m.pipeline_txid, m.id) - m.pipeline_load < $7 as pipeline_fits
+  select m.*, sum(m.pipeline_load) over (order by m.pipeline_txid, m.id) - m.pipeline_load < {budget}
+           as pipeline_fits
   from (
-  select l.*, l.pipeline_bytes <= $8 as pipeline_readable,
-         case when l.pipeline_bytes <= $8 then l.pipeline_bytes else 0 end + 64 as pipeline_load
-  from (
-    select t.*, {partition} as pipeline_partition, {row_bytes} as pipeline_bytes
-    from {table} t
-    where (t.pipeline_txid, t.id) > ($1::xid8, $2::bigint)
-      and t.pipeline_txid < pg_snapshot_xmax(pg_current_snapshot())
-      and {partition} = any($3::int[])
-      and (t.pipeline_txid, t.id) > (($4::xid8[])[{partition} + 1], ($5::bigint[])[{partition} + 1])
-    order by t.pipeline_txid, t.id
-    limit $6
-  ) l
+    select l.*, l.pipeline_bytes <= {row_limit} as pipeline_readable,
+           case when l.pipeline_bytes <= {row_limit} then l.pipeline_bytes else 0 end + 64 as pipeline_load
+    from (
+      select t.*, {partition} as pipeline_partition, {row_bytes} as pipeline_bytes
+      from {table} t
+      where {where}
+      order by t.pipeline_txid, t.id
+      limit {limit}
+    ) l
   ) m
 ) r on true
 order by r.pipeline_txid, r.id
 
+-- name: fetch_forward
+-- The next rows after the reader's positions, of the partitions it leases: $1/$2 the smallest
+-- position, $3 the partitions, $4/$5 each partition's position (indexed by partition + 1), $6 the row
+-- limit, $7 the byte budget, $8 the per-row byte limit.
+(t.pipeline_txid, t.id) > ($1::xid8, $2::bigint)
+  and t.pipeline_txid < pg_snapshot_xmax(pg_current_snapshot())
+  and {partition} = any($3::int[])
+  and (t.pipeline_txid, t.id) > (($4::xid8[])[{partition} + 1], ($5::bigint[])[{partition} + 1])
+
 -- name: fetch_pending
 -- Rows of transactions that were still open when the cursor passed them ($1), of the reader's
 -- partitions ($2); the caller keeps those after each partition's pending row id. $3 the row limit,
--- $4 the byte budget, $5 the per-row byte limit. Also the transactions open in this statement's
--- snapshot, as above.
-select s.in_progress, {columns}, r.pipeline_bytes, r.pipeline_readable, r.pipeline_fits
-from (select coalesce(array_agg(x), '{{}}') as in_progress from pg_snapshot_xip(pg_current_snapshot()) as x) s
-left join lateral (
-  select m.*, sum(m.pipeline_load) over (order by m.pipeline_txid, m.id) - m.pipeline_load < $4 as pipeline_fits
-  from (
-  select l.*, l.pipeline_bytes <= $5 as pipeline_readable,
-         case when l.pipeline_bytes <= $5 then l.pipeline_bytes else 0 end + 64 as pipeline_load
-  from (
-    select t.*, {partition} as pipeline_partition, {row_bytes} as pipeline_bytes
-    from {table} t
-    where t.pipeline_txid = any($1::xid8[]) and {partition} = any($2::int[])
-    order by t.pipeline_txid, t.id
-    limit $3
-  ) l
-  ) m
-) r on true
-order by r.pipeline_txid, r.id
+-- $4 the byte budget, $5 the per-row byte limit.
+t.pipeline_txid = any($1::xid8[]) and {partition} = any($2::int[])
 
 -- name: fetch_row
 -- One row by id ($1), decoded as the batch reads do; $2 the per-row byte limit.

@@ -51,11 +51,12 @@ FILES = ("src/app.py", "src/db.sql", "run.sh", "data/q3.csv", "README.md", "web/
 COLUMNS = ("user_id", "occurred_at", "app_id", "event_type", "file_path", "duration_ms", "metadata")
 INSERT_BATCH = 1000
 
-# The stream's table as it would be without the pipeline: the same columns, constraints and indexes,
-# less pipeline_txid (with its index) and the NOTIFY trigger (LIKE copies no triggers).
+# The stream's table as it would be without the pipeline: the same columns, constraints, indexes and
+# foreign key, less pipeline_txid (with its index) and the NOTIFY trigger (LIKE copies no triggers).
 RAW_TABLE = """
 create table bench_raw (like public.telemetry_events including all);
 alter table bench_raw drop column pipeline_txid;
+alter table bench_raw add foreign key (user_id) references auth.users (id) on delete cascade;
 """
 
 INSERT_UNNEST = """

@@ -38,6 +38,7 @@ from realtime import AsyncRealtimeClient, RealtimePostgresChangesListenEvent, Re
 from floyo_pipeline import metrics
 from floyo_pipeline.config import ConfigError, Settings
 from floyo_pipeline.db import connect
+from floyo_pipeline.engine.streams import STREAMS
 from floyo_pipeline.engine.wakeups import SourceHealth, WakeHub, backoff_delays
 from floyo_pipeline.logs import get_logger
 from floyo_pipeline.queries import Q
@@ -45,7 +46,6 @@ from floyo_pipeline.queries import Q
 log = get_logger(__name__)
 
 SOURCE = "realtime"
-STREAMS = ("telemetry_events", "metrics_log")
 SCHEMA = "public"
 PUBLICATION = "supabase_realtime"
 CHANNEL_PREFIX = "floyo_pipeline:"

@@ -4,17 +4,16 @@ finding its table through its `tables` declaration."""
 
 from __future__ import annotations
 
-import asyncio
-import os
-import subprocess
-import sys
 import uuid
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
 import asyncpg
 
+from floyo_pipeline.composition import build_consumers
 from floyo_pipeline.migrations import discover, migrate, migrate_down
+from floyo_pipeline.retention import run_retention
+from floyo_pipeline.schema_check import find_drift
 from tests.analyzer_support import (
     Ev,
     consenting_users,
@@ -25,9 +24,8 @@ from tests.analyzer_support import (
     state_tables,
     users_stored,
 )
-from tests.example_analyzer.daily_counts import Day, count_days, with_defaults
+from tests.example_analyzer.daily_counts import Day, count_days
 from tests.pg import TestDatabase
-from tests.service import ROOT
 
 HERE = Path(__file__).parent
 FACTORY = "tests.example_analyzer.daily_counts:with_defaults"
@@ -51,31 +49,6 @@ def test_count_days_counts_per_user_and_utc_day() -> None:
     assert count_days([]) == {}
 
 
-def cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """`floyo-pipeline ARGS` with the example beside the default analyzers (FLOYO_CONSUMERS)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLOYO_", "SUPABASE_"))}
-    env |= {"DATABASE_URL": url, "FLOYO_CONSUMERS": FACTORY, "PYTHONPATH": str(ROOT)}
-    return subprocess.run(
-        [sys.executable, "-m", "floyo_pipeline", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
-async def run_cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return await asyncio.to_thread(cli, url, *args)
-
-
-def counted(stdout: str) -> list[tuple[str, int]]:
-    """(table, rows) of each line of `retention` ("would delete N row(s) from TABLE")."""
-    return [
-        (line.split()[-1], int(line.split()[-4])) for line in stdout.splitlines() if "row(s) from" in line
-    ]
-
-
 async def stored_days(admin: asyncpg.Connection) -> set[tuple[uuid.UUID, date, int]]:
     rows = await admin.fetch(f"select user_id, day, events from {TABLE}")
     return {(r["user_id"], r["day"], r["events"]) for r in rows}
@@ -84,28 +57,27 @@ async def stored_days(admin: asyncpg.Connection) -> set[tuple[uuid.UUID, date, i
 async def test_an_analyzer_added_by_its_own_files_alone(
     database: TestDatabase, admin: asyncpg.Connection
 ) -> None:
-    consumers = with_defaults()
+    # As `FLOYO_CONSUMERS=... floyo-pipeline run | retention | validate-schema` load them.
+    consumers = build_consumers(FACTORY)
+    assert [c.name for c in consumers][-1] == "example_daily_counts"
     assert [t.name for t in state_tables(consumers)][-1] == TABLE
 
     # validate-schema expects the declared table: drift until its migration is applied, clean after.
-    before = await run_cli(database.admin_url, "validate-schema")
-    assert before.returncode == 1, before.stdout + before.stderr
-    assert before.stdout.splitlines() == [
-        f"drift: {TABLE}: table missing",
-        "1 difference(s) from the expected schema",
-    ]
+    drift, _ = await find_drift(admin, consumers)
+    assert drift == [f"{TABLE}: table missing"]
     applied = await migrate(admin, folder=HERE / "migrations")
     assert [m.name for m in applied] == ["example_daily_counts"]
-    after = await run_cli(database.admin_url, "validate-schema")
-    assert after.returncode == 0, after.stdout + after.stderr
-    assert after.stdout.startswith("schema OK: ")
+    drift, checked = await find_drift(admin, consumers)
+    assert drift == []
+    _, without = await find_drift(admin, consumers[:-1])
+    assert checked["private tables"] == without["private tables"] + 1
 
-    # Two users (retention 7 and 14 days), events a day, ten days and twenty days old (at noon UTC).
+    # Two users (retention 7 and 14 days), with events on three days: about 2, 11 and 21 days old.
     [week] = await consenting_users(admin, 1, retention_days=7)
     [fortnight] = await consenting_users(admin, 1)
     now: datetime = await admin.fetchval("select now()")
     noon = now.astimezone(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
-    ages = {1: 3, 10: 2, 20: 1}  # days ago -> events that day
+    ages = {1: 3, 10: 2, 20: 1}  # days before yesterday noon (UTC) -> events that day
     rows = [
         Ev(user, noon - timedelta(days=age + 1, minutes=i))
         for user in (week, fortnight)
@@ -123,22 +95,23 @@ async def test_an_analyzer_added_by_its_own_files_alone(
     assert await users_stored(admin, consumers) >= {week, fortnight}
 
     # Retention ages the table by its declared column, per user: a dry run, then the real one.
-    dry = await run_cli(database.service_url, "retention", "--dry-run")
-    assert dry.returncode == 0, dry.stderr
-    assert counted(dry.stdout) == [
-        ("telemetry_events", 4),
-        ("patterns", 0),
-        ("relationships", 0),
-        ("insights", 0),
-        ("file_pattern_state", 0),
-        ("app_workflow_state", 0),
-        ("duration_windows", 0),
-        ("example_daily_counts", 3),
-    ]
-    assert await stored_days(admin) == everything
-    done = await run_cli(database.service_url, "retention")
-    assert done.returncode == 0, done.stderr
-    assert counted(done.stdout) == counted(dry.stdout)
+    service = await asyncpg.connect(database.service_url)
+    try:
+        would = await run_retention(service, consumers, dry_run=True)
+        assert list(would.items()) == [
+            ("telemetry_events", 4),
+            ("patterns", 0),
+            ("relationships", 0),
+            ("insights", 0),
+            ("file_pattern_state", 0),
+            ("app_workflow_state", 0),
+            ("duration_windows", 0),
+            ("example_daily_counts", 3),
+        ]
+        assert await stored_days(admin) == everything
+        assert await run_retention(service, consumers, dry_run=False) == would
+    finally:
+        await service.close()
     kept = {(week, days[1], 3), (fortnight, days[1], 3), (fortnight, days[10], 2)}
     assert await stored_days(admin) == kept
 

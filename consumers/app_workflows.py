@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Set
+from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 from uuid import UUID
 
 from consumers import settings
 from consumers.catalog import CONNECTORS, connector_for
 from consumers.habits import Habits, Verdict, pair_key
+from consumers.outputs import RELATIONSHIPS, SUGGESTIONS
 from consumers.privacy import analyzable
 from consumers.sql import Q
 from consumers.storable import storable
 from consumers.suggestions import Suggestion, upsert_suggestions
-from floyo_pipeline.api import Batch, BatchContext, Consumer, Subscription
+from floyo_pipeline.api import BatchContext, Consumer, Subscription, Table, TelemetryEvent
 
 PREFIX = "app_transition:"
 CONNECTOR_KEYS = [PREFIX + pair_key(source, target) for source, target in CONNECTORS]
@@ -146,10 +147,17 @@ class AppWorkflows(Consumer):
     """App-to-app transitions and connector suggestions."""
 
     name = "app_workflows"
-    subscriptions = (Subscription("telemetry_events"),)
+    tables = (
+        RELATIONSHIPS,
+        SUGGESTIONS,
+        Table(name="floyo_pipeline.app_workflow_state", user_column="user_id", age_column="last_at"),
+    )
 
-    async def handle(self, batch: Batch[Any], ctx: BatchContext) -> None:
-        rows = storable(ctx, await analyzable(ctx, batch.rows), ("app_id",))
+    def __init__(self) -> None:
+        self.subscriptions = (Subscription("telemetry_events", handler=self._apps),)
+
+    async def _apps(self, batch_rows: Sequence[TelemetryEvent], ctx: BatchContext) -> None:
+        rows = storable(ctx, await analyzable(ctx, batch_rows), ("app_id",))
         if not rows:
             return
         users = list(dict.fromkeys(r.user_id for r in rows))

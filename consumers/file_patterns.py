@@ -10,11 +10,12 @@ from uuid import UUID
 
 from consumers import settings
 from consumers.catalog import INTEGRATIONS, integration_for
+from consumers.outputs import PATTERNS, RELATIONSHIPS, SUGGESTIONS
 from consumers.privacy import analyzable
 from consumers.sql import Q
 from consumers.storable import storable
 from consumers.suggestions import Suggestion, upsert_suggestions
-from floyo_pipeline.api import Batch, BatchContext, Consumer, Subscription, TelemetryEvent
+from floyo_pipeline.api import BatchContext, Consumer, Subscription, Table, TelemetryEvent
 
 FILE_EVENTS = frozenset({"file_created", "file_modified", "file_opened", "file_deleted"})
 SEPARATOR = "\x1f"
@@ -168,10 +169,18 @@ class FilePatterns(Consumer):
     """Patterns per file extension, files accessed together, and catalog suggestions."""
 
     name = "file_patterns"
-    subscriptions = (Subscription("telemetry_events", FILE_EVENTS),)
+    tables = (
+        PATTERNS,
+        RELATIONSHIPS,
+        SUGGESTIONS,
+        Table(name="floyo_pipeline.file_pattern_state", user_column="user_id", age_column="last_at"),
+    )
 
-    async def handle(self, batch: Batch[Any], ctx: BatchContext) -> None:
-        rows = storable(ctx, await analyzable(ctx, [r for r in batch.rows if r.file_path]), STORED)
+    def __init__(self) -> None:
+        self.subscriptions = (Subscription("telemetry_events", FILE_EVENTS, handler=self._files),)
+
+    async def _files(self, batch_rows: Sequence[TelemetryEvent], ctx: BatchContext) -> None:
+        rows = storable(ctx, await analyzable(ctx, [r for r in batch_rows if r.file_path]), STORED)
         if not rows:
             return
         users = list(dict.fromkeys(r.user_id for r in rows))

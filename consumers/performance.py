@@ -3,29 +3,33 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 from uuid import UUID
 
 from consumers.durations import DurationState, SeriesKey, analyze_durations
 from consumers.insights import upsert_insights
 from consumers.metric_rules import Daily, DayKey, analyze_metrics, needed_days
+from consumers.outputs import INSIGHTS
 from consumers.privacy import analyzable
 from consumers.sql import Q
 from consumers.storable import storable
-from floyo_pipeline.api import Batch, BatchContext, Consumer, MetricsLogEntry, Subscription, TelemetryEvent
+from floyo_pipeline.api import BatchContext, Consumer, MetricsLogEntry, Subscription, Table, TelemetryEvent
 
 
 class Performance(Consumer):
     """Reads both streams: telemetry durations (behind the privacy gate) and metrics_log."""
 
     name = "performance"
-    subscriptions = (Subscription("telemetry_events"), Subscription("metrics_log"))
+    tables = (
+        INSIGHTS,
+        Table(name="floyo_pipeline.duration_windows", user_column="user_id", age_column="last_at"),
+        Table(name="floyo_pipeline.metric_daily", user_column=None, age_column=None),
+    )
 
-    async def handle(self, batch: Batch[Any], ctx: BatchContext) -> None:
-        if batch.stream == "metrics_log":
-            await self._metrics(batch.rows, ctx)
-        else:
-            await self._durations(batch.rows, ctx)
+    def __init__(self) -> None:
+        self.subscriptions = (
+            Subscription("telemetry_events", handler=self._durations),
+            Subscription("metrics_log", handler=self._metrics),
+        )
 
     async def _durations(self, batch_rows: Sequence[TelemetryEvent], ctx: BatchContext) -> None:
         gated = await analyzable(ctx, [r for r in batch_rows if r.duration_ms is not None])

@@ -1,16 +1,17 @@
 """The engine's public consumer API: the only part of floyo_pipeline that consumers import.
 
-A consumer declares its name and subscriptions and handles one batch at a time: rows of one stream
-(from the partitions this replica leases), each user's rows in ingestion order, inside the
-transaction that also advances its checkpoints. Everything it writes through `BatchContext` commits
-together with those checkpoints, or not at all.
+A consumer declares its name, its subscriptions (each with its handler) and the tables it writes, and
+handles one batch at a time: rows of one stream (from the partitions this replica leases), each
+user's rows in ingestion order, inside the transaction that also advances its checkpoints. Everything
+it writes through `BatchContext` commits together with those checkpoints, or not at all. Retention,
+`validate-schema` and the tests find a consumer's tables through its `tables` declaration only.
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -26,20 +27,54 @@ __all__ = [
     "MetricsLogEntry",
     "StreamRow",
     "Subscription",
+    "Table",
     "TelemetryEvent",
     "load_queries",
     "parse_queries",
 ]
 
 RowT = TypeVar("RowT", bound=StreamRow)
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
+SCHEMAS = ("public", "floyo_pipeline")
+"""Where a consumer's tables live: the app's outputs, or the service's private schema."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Table:
+    """A table a consumer writes, schema-qualified (`floyo_pipeline.file_pattern_state`): the column
+    naming the user each row belongs to (None: no user, like a global aggregate) and the event-time
+    column retention measures a row's age by (None: retention keeps its rows). Retention deletes a
+    row once it is older than its user's `data_retention_days`, or the default without a user."""
+
+    name: str
+    user_column: str | None
+    age_column: str | None
+
+    def __post_init__(self) -> None:
+        schema, _, table = self.name.partition(".")
+        if schema not in SCHEMAS or not _IDENTIFIER.match(table):
+            raise ValueError(f"table {self.name!r}: expected one of {', '.join(SCHEMAS)}, a dot and a name")
+        for column in (self.user_column, self.age_column):
+            if column is not None and not _IDENTIFIER.match(column):
+                raise ValueError(f"table {self.name}: {column!r} is not a plain column name")
+
+    @property
+    def schema(self) -> str:
+        return self.name.partition(".")[0]
+
+    @property
+    def bare_name(self) -> str:
+        return self.name.partition(".")[2]
 
 
 @dataclass(frozen=True)
 class Subscription:
-    """A stream a consumer reads; `event_types` None means every row of the stream."""
+    """A stream a consumer reads; `event_types` None means every row of the stream. `handler` applies
+    the rows of each batch of that stream (None: the consumer overrides `Consumer.handle`)."""
 
     stream: str
     event_types: frozenset[str] | None = None
+    handler: Handler | None = field(default=None, compare=False, repr=False)
 
     def wants(self, row: StreamRow) -> bool:
         if self.event_types is None:
@@ -94,16 +129,26 @@ class BatchContext:
             self.outcomes[outcome] += n
 
 
-class Consumer(ABC):
-    """An analyzer. Keep no state in memory across batches: read and write it through the context."""
+Handler = Callable[[Sequence[Any], BatchContext], Awaitable[None]]
+"""Applies the rows of one batch of a subscription's stream (see `Consumer.handle`)."""
+
+
+class Consumer:
+    """An analyzer. Keep no state in memory across batches: read and write it through the context.
+    `tables` names every table it writes, shared outputs too (each consumer writing one declares it)."""
 
     name: str
     subscriptions: tuple[Subscription, ...]
+    tables: tuple[Table, ...] = ()
 
-    @abstractmethod
     async def handle(self, batch: Batch[Any], ctx: BatchContext) -> None:
-        """Apply the batch's effects. Raising rolls the batch back; the engine retries, then isolates
-        the failing rows into dead letters."""
+        """Apply the batch's effects: by default, the rows go to the handler of the batch's stream's
+        subscription. Raising rolls the batch back; the engine retries, then isolates the failing rows
+        into dead letters."""
+        sub = self.subscription(batch.stream)
+        if sub is None or sub.handler is None:
+            raise TypeError(f"consumer {self.name}: no handler for stream {batch.stream}")
+        await sub.handler(batch.rows, ctx)
 
     def subscription(self, stream: str) -> Subscription | None:
         for sub in self.subscriptions:

@@ -29,8 +29,8 @@ from floyo_pipeline.operations import (
     retry_dead_letter,
     status,
 )
-from floyo_pipeline.retention import cmd_retention
-from floyo_pipeline.schema_check import cmd_validate_schema
+from floyo_pipeline.retention import print_retention
+from floyo_pipeline.schema_check import print_drift
 from floyo_pipeline.service import StartupError, run_service
 from floyo_pipeline.target import database_target
 
@@ -257,7 +257,11 @@ def build_parser() -> argparse.ArgumentParser:
         "migrate", "apply pending migrations from supabase/migrations (or roll back with --down-to)", DATABASE
     )
     m.add_argument("--down-to", metavar="VERSION", help="run rollbacks until VERSION is the newest applied")
-    command("validate-schema", "compare the database with the expected schema; exit 1 on drift", DATABASE)
+    command(
+        "validate-schema",
+        "compare the database with the expected schema; exit 1 on drift",
+        (*DATABASE, "consumers"),
+    )
     s = command(
         "status", "per consumer, stream and partition: position, lag, lease; dead-letter counts", DATABASE
     )
@@ -318,7 +322,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop by itself after this long (default: run until Ctrl-C)",
     )
     t = command(
-        "retention", "delete telemetry and outputs older than each user's data_retention_days", DATABASE
+        "retention",
+        "delete telemetry and outputs older than each user's data_retention_days",
+        (*DATABASE, "consumers"),
     )
     t.add_argument("--dry-run", action="store_true", help="print what would be deleted, delete nothing")
     return parser
@@ -341,7 +347,7 @@ async def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
             target.service_url,
             consumers,
             build_sources(settings, target.service_url),
-            build_components(settings),
+            build_components(settings, consumers),
         )
 
 
@@ -446,14 +452,18 @@ async def cmd_dead_letters(settings: Settings, args: argparse.Namespace) -> int:
 async def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from floyo_pipeline.demo import demo
 
+    consumers = build_consumers(settings.consumers)
     return await demo(
-        settings,
-        build_consumers(settings.consumers),
-        build_sources,
-        build_components(settings),
-        args.users,
-        args.duration,
+        settings, consumers, build_sources, build_components(settings, consumers), args.users, args.duration
     )
+
+
+async def cmd_validate_schema(settings: Settings, args: argparse.Namespace) -> int:
+    return await print_drift(settings, build_consumers(settings.consumers))
+
+
+async def cmd_retention(settings: Settings, args: argparse.Namespace) -> int:
+    return await print_retention(settings, build_consumers(settings.consumers), args.dry_run)
 
 
 COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]]] = {

@@ -18,6 +18,7 @@ import anyio
 import asyncpg
 
 from floyo_pipeline import metrics
+from floyo_pipeline.api import Consumer
 from floyo_pipeline.config import Settings
 from floyo_pipeline.engine.errors import DATABASE_ERRORS
 from floyo_pipeline.logs import get_logger
@@ -48,11 +49,16 @@ class Job:
     last_period: datetime | None = field(default=None, compare=False)
 
 
-async def retention_job(conn: asyncpg.Connection, period: datetime) -> dict[str, Any]:
-    """Delete what each user's data_retention_days no longer allows (floyo_pipeline.retention)."""
-    deleted = await run_retention(conn, dry_run=False)
-    # A hand-run `floyo-pipeline retention` holding the lock is doing this very work: not a failure.
-    return {"deleted": deleted, "lock_not_acquired": LOCK_NOT_ACQUIRED in deleted}
+def retention_job(consumers: Sequence[Consumer]) -> JobAction:
+    """Delete what each user's data_retention_days no longer allows (floyo_pipeline.retention), in the
+    streams and the tables `consumers` declare."""
+
+    async def run(conn: asyncpg.Connection, period: datetime) -> dict[str, Any]:
+        deleted = await run_retention(conn, consumers, dry_run=False)
+        # A hand-run `floyo-pipeline retention` holding the lock is doing this very work: not a failure.
+        return {"deleted": deleted, "lock_not_acquired": LOCK_NOT_ACQUIRED in deleted}
+
+    return run
 
 
 async def metrics_snapshot_job(conn: asyncpg.Connection, period: datetime) -> dict[str, Any]:
@@ -88,9 +94,10 @@ async def metrics_snapshot_job(conn: asyncpg.Connection, period: datetime) -> di
     return {"metrics_log_id": row_id, **figures}
 
 
-def build_jobs(settings: Settings) -> list[Job]:
+def build_jobs(settings: Settings, consumers: Sequence[Consumer]) -> list[Job]:
+    """The jobs whose schedule is not disabled; retention cleans the tables `consumers` declare."""
     jobs = [
-        Job("retention", parse_schedule(settings.retention_schedule), retention_job),
+        Job("retention", parse_schedule(settings.retention_schedule), retention_job(consumers)),
         Job("metrics_snapshot", parse_schedule(settings.metrics_snapshot_schedule), metrics_snapshot_job),
     ]
     return [j for j in jobs if not j.schedule.disabled]
@@ -192,5 +199,5 @@ class Scheduler:
             await stopping.wait()
 
 
-def scheduler_component(settings: Settings) -> Scheduler:
-    return Scheduler(build_jobs(settings))
+def scheduler_component(settings: Settings, consumers: Sequence[Consumer]) -> Scheduler:
+    return Scheduler(build_jobs(settings, consumers))

@@ -2,20 +2,27 @@
 `data_retention_days` (14 days without privacy_prefs). Retention is the one place where the wall
 clock is right: it is about how long data is kept, not about what happened.
 
-One transaction under `pg_try_advisory_xact_lock`, so only one replica runs it at a time; the others
-return at once. `floyo-pipeline retention [--dry-run]` runs it by hand.
+The tables come from their declarations: each stream's age column (floyo_pipeline.engine.streams)
+and each table the consumers declare with one (`Consumer.tables`); the queries are rendered from
+floyo_pipeline/sql/templates/retention.sql. One transaction under `pg_try_advisory_xact_lock`, so
+only one replica runs it at a time; the others return at once. `floyo-pipeline retention
+[--dry-run]` runs it by hand.
 """
 
 from __future__ import annotations
 
-import argparse
+from collections.abc import Sequence
+from typing import Literal
 
 import asyncpg
 
+from floyo_pipeline.api import Consumer, Table
 from floyo_pipeline.config import Settings
 from floyo_pipeline.connections import open_connection
+from floyo_pipeline.engine.streams import STREAMS
 from floyo_pipeline.logs import get_logger
-from floyo_pipeline.queries import Q
+from floyo_pipeline.queries import Q, load_queries
+from floyo_pipeline.storage import declared_tables
 from floyo_pipeline.target import database_target
 
 DEFAULT_RETENTION_DAYS = 14
@@ -23,47 +30,57 @@ RETENTION_LOCK = 7_310_002
 LOCK_NOT_ACQUIRED = "lock_not_acquired"
 """The key `run_retention` returns (with 1) when another session holds the lock; nothing was done."""
 
-# Streams first, then outputs, then the analyzers' state (schema tables, not analyzer code).
-TABLES = (
-    "telemetry_events",
-    "patterns",
-    "relationships",
-    "insights",
-    "file_pattern_state",
-    "app_workflow_state",
-    "duration_windows",
-)
+Verb = Literal["count", "delete"]
+_TEMPLATE = load_queries("floyo_pipeline:sql/templates/retention.sql")
 
 log = get_logger(__name__)
 
 
-async def run_retention(conn: asyncpg.Connection, dry_run: bool) -> dict[str, int]:
-    """Rows deleted per table (or, with `dry_run`, that would be); `{LOCK_NOT_ACQUIRED: 1}` if another
-    replica is running it."""
-    verb = "count" if dry_run else "delete"
+def retention_tables(consumers: Sequence[Consumer]) -> tuple[Table, ...]:
+    """The tables retention cleans, in the order it reports them: the streams, then the consumers'
+    public outputs, then their private state (every table with an age column)."""
+    streams = [s.table for s in STREAMS.values()]
+    declared = sorted(declared_tables(consumers), key=lambda t: t.schema != "public")
+    return tuple(t for t in (*streams, *declared) if t.age_column is not None)
+
+
+def retention_query(table: Table, verb: Verb) -> str:
+    """The `verb` query for `table`: the rows that have outlived their user's retention."""
+    user = f"t.{table.user_column}" if table.user_column else "null"
+    expired = _TEMPLATE["expired"].format(age=table.age_column, user=user)
+    return _TEMPLATE[verb].format(table=table.name, expired=expired)
+
+
+async def run_retention(
+    conn: asyncpg.Connection, consumers: Sequence[Consumer], dry_run: bool
+) -> dict[str, int]:
+    """Rows deleted per table, by its name without the schema (or, with `dry_run`, that would be);
+    `{LOCK_NOT_ACQUIRED: 1}` if another replica is running it."""
+    verb: Verb = "count" if dry_run else "delete"
+    queries = {t.bare_name: retention_query(t, verb) for t in retention_tables(consumers)}
     counts: dict[str, int] = {}
     async with conn.transaction():
         if not await conn.fetchval(Q["retention_try_lock"], RETENTION_LOCK):
             log.info("retention.skipped", reason="lock held by another session")
             return {LOCK_NOT_ACQUIRED: 1}
-        for table in TABLES:
-            counts[table] = int(await conn.fetchval(Q[f"retention_{verb}_{table}"], DEFAULT_RETENTION_DAYS))
+        for table, query in queries.items():
+            counts[table] = int(await conn.fetchval(query, DEFAULT_RETENTION_DAYS))
     log.info("retention.done", dry_run=dry_run, **counts)
     return counts
 
 
-async def cmd_retention(settings: Settings, args: argparse.Namespace) -> int:
+async def print_retention(settings: Settings, consumers: Sequence[Consumer], dry_run: bool) -> int:
     """`floyo-pipeline retention [--dry-run]`: print the rows deleted (or that would be) per table."""
     async with database_target(settings) as target:
         conn = await open_connection(target.service_url, settings.connect_timeout_seconds)
         try:
-            counts = await run_retention(conn, dry_run=args.dry_run)
+            counts = await run_retention(conn, consumers, dry_run=dry_run)
         finally:
             await conn.close()
     if LOCK_NOT_ACQUIRED in counts:
         print("retention: another replica is running it right now; nothing done")
         return 1
-    verb = "would delete" if args.dry_run else "deleted"
+    verb = "would delete" if dry_run else "deleted"
     for table, n in counts.items():
         print(f"{verb} {n:>8} row(s) from {table}")
     return 0

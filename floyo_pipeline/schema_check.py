@@ -2,18 +2,20 @@
 
 The expected tables, columns, Postgres types and nullability come from the row models in
 `floyo_pipeline.rows` (one source, no second hand-written copy); the policies from `POLICIES` below;
-the streams' publication membership and NOTIFY triggers from `STREAM_MODELS`. Privileges are checked
-against Supabase's defaults (which grant ALL to the API roles): anon holds nothing, authenticated no
-more than `AUTHENTICATED_PRIVILEGES`, neither touches a sequence, service_role reads the streams.
+the streams' publication membership and NOTIFY triggers from `STREAM_MODELS`; the private tables
+are the engine's bookkeeping (`ENGINE_TABLES`) and those the consumers declare (`Consumer.tables`).
+Privileges are checked against Supabase's defaults (which grant ALL to the API roles): anon holds
+nothing, authenticated no more than `AUTHENTICATED_PRIVILEGES`, neither touches a sequence,
+service_role reads the streams.
 Two checks of Supabase's database advisor run too: functions without a fixed search_path and foreign
 keys without an index.
 """
 
 from __future__ import annotations
 
-import argparse
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Literal
@@ -21,26 +23,19 @@ from uuid import UUID
 
 import asyncpg
 
+from floyo_pipeline.api import Consumer
 from floyo_pipeline.config import Settings
 from floyo_pipeline.connections import open_connection
 from floyo_pipeline.queries import Q
 from floyo_pipeline.rows import STREAM_MODELS, TABLE_MODELS, TableRow
+from floyo_pipeline.storage import declared_tables
 from floyo_pipeline.target import database_target
 
 PUBLICATION = "supabase_realtime"
 PRIVATE_SCHEMA = "floyo_pipeline"
-# The service's bookkeeping (engine, analyzer state, scheduled jobs); never exposed to the API roles.
-PRIVATE_TABLES = (
-    "streams",
-    "checkpoints",
-    "replicas",
-    "dead_letters",
-    "file_pattern_state",
-    "app_workflow_state",
-    "duration_windows",
-    "metric_daily",
-    "job_runs",
-)
+# The engine's bookkeeping (streams, checkpoints, leases, dead letters, scheduled jobs) in the private
+# schema, which the API roles never reach; the consumers' private tables join it.
+ENGINE_TABLES = ("streams", "checkpoints", "replicas", "dead_letters", "job_runs")
 NOTIFY_FUNCTION = "floyo_pipeline.notify_stream_insert"
 USER_ROLES = ("anon", "authenticated")
 # Roles that reach the tables through Supabase's API, and the stream columns only the database writes.
@@ -160,8 +155,11 @@ def expected_policies(table: str) -> list[Policy]:
     return out
 
 
-async def find_drift(conn: asyncpg.Connection) -> tuple[list[str], dict[str, int]]:
-    """Every difference from the expected schema, one line each, and counts of what was checked."""
+async def find_drift(
+    conn: asyncpg.Connection, consumers: Sequence[Consumer]
+) -> tuple[list[str], dict[str, int]]:
+    """Every difference from the expected schema (with the private tables `consumers` declare), one
+    line each, and counts of what was checked."""
     drift: list[str] = []
     checked = {
         "tables": 0,
@@ -232,7 +230,9 @@ async def find_drift(conn: asyncpg.Connection) -> tuple[list[str], dict[str, int
 
     drift += await _privilege_drift(conn, set(tables), checked)
     drift += await _stream_drift(conn, set(tables), checked)
-    drift += await _private_schema_drift(conn, checked)
+    declared = [t.bare_name for t in declared_tables(consumers) if t.schema == PRIVATE_SCHEMA]
+    private = ENGINE_TABLES + tuple(declared)
+    drift += await _private_schema_drift(conn, private, checked)
     drift += await _advisor_drift(conn, checked)
     return drift, checked
 
@@ -331,10 +331,12 @@ async def _stream_drift(conn: asyncpg.Connection, tables: set[str], checked: dic
     return drift
 
 
-async def _private_schema_drift(conn: asyncpg.Connection, checked: dict[str, int]) -> list[str]:
+async def _private_schema_drift(
+    conn: asyncpg.Connection, private: Sequence[str], checked: dict[str, int]
+) -> list[str]:
     drift: list[str] = []
     have = {r["table_name"] for r in await conn.fetch(Q["schema_check_private_tables"], PRIVATE_SCHEMA)}
-    for table in PRIVATE_TABLES:
+    for table in private:
         checked["private tables"] += 1
         if table not in have:
             drift.append(f"{PRIVATE_SCHEMA}.{table}: table missing")
@@ -344,11 +346,12 @@ async def _private_schema_drift(conn: asyncpg.Connection, checked: dict[str, int
     return drift
 
 
-async def cmd_validate_schema(settings: Settings, args: argparse.Namespace) -> int:
+async def print_drift(settings: Settings, consumers: Sequence[Consumer]) -> int:
+    """`floyo-pipeline validate-schema`: print each difference (exit 1), or what was checked."""
     async with database_target(settings) as target:
         conn = await open_connection(target.admin_url, settings.connect_timeout_seconds)
         try:
-            drift, checked = await find_drift(conn)
+            drift, checked = await find_drift(conn, consumers)
         finally:
             await conn.close()
     for line in drift:

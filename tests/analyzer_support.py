@@ -1,5 +1,5 @@
 """Helpers for the analyzer tests: consenting users, explicit telemetry rows, run-until-caught-up,
-and output snapshots to compare."""
+and snapshots of what the consumers store (the tables they declare) to compare."""
 
 from __future__ import annotations
 
@@ -12,15 +12,14 @@ from typing import Any
 import asyncpg
 
 from consumers import all_consumers
-from floyo_pipeline.api import Consumer
-from floyo_pipeline.operations import status
+from floyo_pipeline.api import Consumer, Table
+from floyo_pipeline.operations import replay, status
+from floyo_pipeline.storage import declared_tables
 from tests.pg import TestDatabase
 from tests.service import make_users, running_service, wait_until
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 APPS = ("vscode", "slack", "excel", "outlook", "figma", "jira", "terminal", "chrome")
-OUTPUT_TABLES = ("patterns", "relationships", "insights", "suggestions")
-STATE_TABLES = ("file_pattern_state", "app_workflow_state", "duration_windows", "metric_daily")
 
 
 @dataclass(frozen=True)
@@ -119,6 +118,18 @@ async def process(
         await wait_until(caught_up, timeout=timeout, what="consumers caught up")
 
 
+def output_tables(consumers: Sequence[Consumer] | None = None) -> tuple[Table, ...]:
+    """The app-facing tables the consumers (default: all_consumers()) declare."""
+    chosen = all_consumers() if consumers is None else consumers
+    return tuple(t for t in declared_tables(chosen) if t.schema == "public")
+
+
+def state_tables(consumers: Sequence[Consumer] | None = None) -> tuple[Table, ...]:
+    """The consumers' own state: the tables they declare in the private schema."""
+    chosen = all_consumers() if consumers is None else consumers
+    return tuple(t for t in declared_tables(chosen) if t.schema != "public")
+
+
 async def table_rows(admin: asyncpg.Connection, table: str) -> list[dict[str, Any]]:
     """Every row of an output table without its surrogate id, in a stable order."""
     rows = [dict(r) for r in await admin.fetch(f"select * from public.{table}")]
@@ -127,8 +138,39 @@ async def table_rows(admin: asyncpg.Connection, table: str) -> list[dict[str, An
     return sorted(rows, key=lambda r: repr(sorted(r.items())))
 
 
-async def snapshot(admin: asyncpg.Connection) -> dict[str, list[dict[str, Any]]]:
-    return {t: await table_rows(admin, t) for t in OUTPUT_TABLES}
+async def snapshot(
+    admin: asyncpg.Connection, consumers: Sequence[Consumer] | None = None
+) -> dict[str, list[dict[str, Any]]]:
+    """Every output table's rows (`table_rows`), by the table's name without the schema."""
+    return {t.bare_name: await table_rows(admin, t.bare_name) for t in output_tables(consumers)}
+
+
+async def state_snapshot(
+    admin: asyncpg.Connection, consumers: Sequence[Consumer] | None = None
+) -> dict[str, list[tuple[object, ...]]]:
+    """Every state table's rows, by the table's schema-qualified name, in a stable order."""
+    return {
+        t.name: sorted((tuple(r) for r in await admin.fetch(f"select * from {t.name}")), key=repr)
+        for t in state_tables(consumers)
+    }
+
+
+async def users_stored(admin: asyncpg.Connection, consumers: Sequence[Consumer] | None = None) -> set[object]:
+    """Every user that a table the consumers declare with a user column holds a row of."""
+    chosen = all_consumers() if consumers is None else consumers
+    found: set[object] = set()
+    for t in declared_tables(chosen):
+        if t.user_column is not None:
+            found |= {r[0] for r in await admin.fetch(f"select distinct {t.user_column} from {t.name}")}
+    return found
+
+
+async def reset_outputs(admin: asyncpg.Connection, consumers: Sequence[Consumer] | None = None) -> None:
+    """Empty every table the consumers declare and move their checkpoints back to the start."""
+    chosen = all_consumers() if consumers is None else consumers
+    await admin.execute(f"truncate {', '.join(t.name for t in declared_tables(chosen))}")
+    for consumer in chosen:
+        await replay(admin, consumer.name, None, force=False)
 
 
 async def dead_letters(admin: asyncpg.Connection) -> list[asyncpg.Record]:

@@ -80,7 +80,7 @@ async def serving(
     server = HttpServer(config)
     components: list[tuple[str, Component]] = [("http", server)]
     if with_jobs:
-        components.append(("jobs", Scheduler(build_jobs(config))))
+        components.append(("jobs", Scheduler(build_jobs(config, consumers))))
     stopping = asyncio.Event()
     chosen = [NotifySource(url)] if sources is None else list(sources)
     task = asyncio.create_task(

@@ -10,12 +10,8 @@ from datetime import timedelta
 
 import asyncpg
 
-from consumers import all_consumers
 from consumers.durations import analyze_durations
-from floyo_pipeline.operations import replay
 from tests.analyzer_support import (
-    OUTPUT_TABLES,
-    STATE_TABLES,
     T0,
     Ev,
     consenting_users,
@@ -23,7 +19,9 @@ from tests.analyzer_support import (
     insert_metrics,
     insert_rows,
     process,
+    reset_outputs,
     snapshot,
+    state_snapshot,
 )
 from tests.pg import TestDatabase
 
@@ -117,20 +115,6 @@ def metrics_rows(seed: int) -> list[tuple[object, str, dict[str, object]]]:
     return rows
 
 
-async def reset_outputs(admin: asyncpg.Connection) -> None:
-    tables = [f"public.{t}" for t in OUTPUT_TABLES] + [f"floyo_pipeline.{t}" for t in STATE_TABLES]
-    await admin.execute(f"truncate {', '.join(tables)}")
-    for consumer in all_consumers():
-        await replay(admin, consumer.name, None, force=False)
-
-
-async def state_snapshot(admin: asyncpg.Connection) -> dict[str, list[tuple[object, ...]]]:
-    return {
-        t: sorted((tuple(r) for r in await admin.fetch(f"select * from floyo_pipeline.{t}")), key=repr)
-        for t in STATE_TABLES
-    }
-
-
 async def test_same_output_for_any_batch_size_and_after_replay(
     database: TestDatabase, admin: asyncpg.Connection
 ) -> None:
@@ -142,7 +126,7 @@ async def test_same_output_for_any_batch_size_and_after_replay(
     await process(database, admin, batch_size=1, timeout=120)
     one = await snapshot(admin)
     one_state = await state_snapshot(admin)
-    assert all(one[t] for t in OUTPUT_TABLES), {t: len(one[t]) for t in OUTPUT_TABLES}
+    assert all(one.values()), {t: len(rows) for t, rows in one.items()}
     assert {r["status"] for r in one["insights"]} == {"open", "resolved"}
 
     await reset_outputs(admin)

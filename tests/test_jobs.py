@@ -12,6 +12,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from consumers import all_consumers
 from floyo_pipeline.config import ConfigError, load_settings
 from floyo_pipeline.connections import create_pool
 from floyo_pipeline.jobs import Scheduler, build_jobs
@@ -76,7 +77,7 @@ def test_bad_schedule_is_one_line_and_exit_2() -> None:
 
 
 def test_zero_disables_a_job() -> None:
-    names = [j.name for j in build_jobs(load_settings(retention_schedule="0"))]
+    names = [j.name for j in build_jobs(load_settings(retention_schedule="0"), all_consumers())]
     assert names == ["metrics_snapshot"]
 
 
@@ -96,8 +97,8 @@ async def test_two_replicas_run_each_job_once_per_period(
     settings = load_settings(retention_schedule="0 2 * * *", metrics_snapshot_schedule="0 */6 * * *")
     now = at("2026-03-05T02:00:30")
     replicas = [
-        Scheduler(build_jobs(settings), clock=lambda: now),
-        Scheduler(build_jobs(settings), clock=lambda: now),
+        Scheduler(build_jobs(settings, all_consumers()), clock=lambda: now),
+        Scheduler(build_jobs(settings, all_consumers()), clock=lambda: now),
     ]
     pools = [await create_pool(database.service_url, size=2) for _ in replicas]
     try:

@@ -9,9 +9,13 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
-from floyo_pipeline.retention import LOCK_NOT_ACQUIRED, RETENTION_LOCK, TABLES, run_retention
+from consumers import all_consumers
+from floyo_pipeline.retention import LOCK_NOT_ACQUIRED, RETENTION_LOCK, retention_tables, run_retention
 from tests.pg import TestDatabase
 from tests.service import ROOT, make_users
+
+CONSUMERS = all_consumers()
+TABLES = [t.bare_name for t in retention_tables(CONSUMERS)]
 
 # (table, schema, time column); ids tell the rows apart.
 TIME_COLUMNS = {
@@ -155,17 +159,17 @@ async def test_retention_deletes_exactly_the_expired_rows(
     }
     service = await asyncpg.connect(database.service_url)
     try:
-        assert await run_retention(service, dry_run=True) == expected
+        assert await run_retention(service, CONSUMERS, dry_run=True) == expected
         assert await present(admin) == everything
         # Another replica holding the lock: this one does nothing.
         holder = await asyncpg.connect(database.admin_url)
         try:
             await holder.execute("select pg_advisory_lock($1)", RETENTION_LOCK)
-            assert await run_retention(service, dry_run=False) == {LOCK_NOT_ACQUIRED: 1}
+            assert await run_retention(service, CONSUMERS, dry_run=False) == {LOCK_NOT_ACQUIRED: 1}
             assert await present(admin) == everything
         finally:
             await holder.close()
-        assert await run_retention(service, dry_run=False) == expected
+        assert await run_retention(service, CONSUMERS, dry_run=False) == expected
     finally:
         await service.close()
     assert await present(admin) == keep

@@ -5,14 +5,7 @@ from __future__ import annotations
 import asyncpg
 
 from floyo_pipeline.metrics import REGISTRY
-from tests.analyzer_support import (
-    STATE_TABLES,
-    Ev,
-    consenting_users,
-    insert_rows,
-    process,
-    snapshot,
-)
+from tests.analyzer_support import Ev, consenting_users, insert_rows, process, users_stored
 from tests.pg import TestDatabase
 from tests.service import make_users
 
@@ -29,15 +22,6 @@ def counters() -> dict[tuple[str, str], float]:
         for c in CONSUMERS
         for r in REASONS
     }
-
-
-async def users_in_outputs(admin: asyncpg.Connection) -> set[object]:
-    found: set[object] = set()
-    for rows in (await snapshot(admin)).values():
-        found |= {r["user_id"] for r in rows}
-    for table in STATE_TABLES[:3]:
-        found |= {r["user_id"] for r in await admin.fetch(f"select user_id from floyo_pipeline.{table}")}
-    return found
 
 
 async def test_gate_skips_and_counts_by_reason(database: TestDatabase, admin: asyncpg.Connection) -> None:
@@ -92,7 +76,7 @@ async def test_gate_skips_and_counts_by_reason(database: TestDatabase, admin: as
         ("performance", "skipped_signal"): 1,
         ("performance", "processed"): 4,
     }
-    assert await users_in_outputs(admin) == {ok}
+    assert await users_stored(admin) == {ok}
     patterns = await admin.fetch("select file_extension, count from public.patterns")
     assert [(r["file_extension"], r["count"]) for r in patterns] == [("py", 2)]
     relationships = await admin.fetch("select source, target, relation_type from public.relationships")
@@ -102,6 +86,6 @@ async def test_gate_skips_and_counts_by_reason(database: TestDatabase, admin: as
     await admin.execute("update public.privacy_prefs set consent_given = true where user_id = $1", refused)
     await insert_rows(admin, [Ev(refused, 100, app="vscode", path="/late.sql")])
     await process(database, admin)
-    assert await users_in_outputs(admin) == {ok, refused}
+    assert await users_stored(admin) == {ok, refused}
     late = await admin.fetch("select file_extension, count from public.patterns where user_id = $1", refused)
     assert [(r["file_extension"], r["count"]) for r in late] == [("sql", 1)]

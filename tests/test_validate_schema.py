@@ -9,6 +9,7 @@ from pathlib import Path
 
 import asyncpg
 
+from consumers import all_consumers
 from floyo_pipeline.migrations import discover, migrate
 from floyo_pipeline.rows import TABLE_MODELS, Insight, Suggestion, TelemetryEvent
 from floyo_pipeline.schema_check import POLICIES, expected_columns, find_drift
@@ -45,7 +46,7 @@ def test_expected_columns_come_from_the_row_models() -> None:
 
 
 async def test_clean_after_migrate(database: TestDatabase, admin: asyncpg.Connection) -> None:
-    drift, checked = await find_drift(admin)
+    drift, checked = await find_drift(admin, all_consumers())
     assert drift == []
     assert checked["tables"] == len(TABLE_MODELS)
     done = validate(database.admin_url)
@@ -86,7 +87,7 @@ async def test_reports_types_nullability_publication_triggers_and_exposure(
     await admin.execute("grant select on public.insights to anon")
     await admin.execute("grant usage on schema floyo_pipeline to authenticated")
     await admin.execute("drop table floyo_pipeline.replicas")
-    drift, _ = await find_drift(admin)
+    drift, _ = await find_drift(admin, all_consumers())
     assert sorted(drift) == sorted(
         [
             "public.suggestions.confidence: type is real, expected double precision",
@@ -107,7 +108,7 @@ async def test_reports_types_nullability_publication_triggers_and_exposure(
 
 async def test_reports_missing_table(admin: asyncpg.Connection) -> None:
     await admin.execute("drop table public.signal_toggles")
-    drift, _ = await find_drift(admin)
+    drift, _ = await find_drift(admin, all_consumers())
     assert drift == ["public.signal_toggles: table missing"]
 
 
@@ -119,7 +120,7 @@ async def test_reports_privileges_beyond_what_each_role_needs(admin: asyncpg.Con
     await admin.execute("revoke select on public.metrics_log from service_role")
     await admin.execute("revoke select on public.suggestions from authenticated")
     await admin.execute("alter publication supabase_realtime drop table public.insights")
-    drift, _ = await find_drift(admin)
+    drift, _ = await find_drift(admin, all_consumers())
     assert sorted(drift) == sorted(
         [
             "public.patterns: authenticated has DELETE, INSERT, REFERENCES, TRIGGER, TRUNCATE, UPDATE "
@@ -137,7 +138,7 @@ async def test_reports_what_supabases_advisor_would(admin: asyncpg.Connection) -
     await admin.execute("alter function floyo_pipeline.notify_stream_insert() reset search_path")
     await admin.execute("create function public.helper(n int) returns int language sql as 'select n'")
     await admin.execute("drop index floyo_pipeline.checkpoints_stream_idx")
-    drift, _ = await find_drift(admin)
+    drift, _ = await find_drift(admin, all_consumers())
     assert sorted(drift) == sorted(
         [
             "function floyo_pipeline.notify_stream_insert(): no fixed search_path "
@@ -163,7 +164,7 @@ async def test_a_migration_that_forgets_to_revoke_anon_is_caught(cluster: Cluste
         conn = await asyncpg.connect(cluster.owner_url(name))
         try:
             await migrate(conn, folder=tmp_path)
-            drift, _ = await find_drift(conn)
+            drift, _ = await find_drift(conn, all_consumers())
             async with conn.transaction():
                 await conn.execute("set local role anon")
                 assert await conn.fetchval("select count(*) from public.suggestions") == 0  # no error

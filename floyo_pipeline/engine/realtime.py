@@ -39,6 +39,7 @@ from floyo_pipeline import metrics
 from floyo_pipeline.config import ConfigError, Settings
 from floyo_pipeline.connections import connect
 from floyo_pipeline.engine.errors import backoff_delays
+from floyo_pipeline.engine.streams import STREAMS
 from floyo_pipeline.engine.wakeups import SourceHealth, WakeHub
 from floyo_pipeline.logs import get_logger
 from floyo_pipeline.queries import Q
@@ -46,7 +47,6 @@ from floyo_pipeline.queries import Q
 log = get_logger(__name__)
 
 SOURCE = "realtime"
-STREAMS = ("telemetry_events", "metrics_log")
 SCHEMA = "public"
 PUBLICATION = "supabase_realtime"
 CHANNEL_PREFIX = "floyo_pipeline:"

@@ -1,5 +1,6 @@
-"""The streams, each declared once: its row model, its table, its partition expression, and every query
-the engine runs against it, rendered from one template (floyo_pipeline/sql/templates/stream.sql).
+"""The streams, each declared once: its row model, its table, its partition expression, the column
+retention measures a row's age by, and every query the engine runs against it, rendered from one
+template (floyo_pipeline/sql/templates/stream.sql).
 
 Columns come from the row model. How a column is read follows its type, so that no value a client can
 store makes a batch read fail in Python: timestamps outside what Python's datetime holds come back
@@ -12,11 +13,11 @@ from __future__ import annotations
 import typing
 from dataclasses import dataclass, field
 from datetime import datetime
-from importlib import resources
 from types import UnionType
 from typing import Literal
 
-from floyo_pipeline.queries import parse_queries
+from floyo_pipeline.api import Table
+from floyo_pipeline.queries import load_queries
 from floyo_pipeline.rows import MetricsLogEntry, StreamRow, TelemetryEvent
 
 ColumnKind = Literal["plain", "time", "text", "json"]
@@ -66,12 +67,7 @@ def _size(name: str, kind: ColumnKind) -> str | None:
     return None
 
 
-def _template() -> dict[str, str]:
-    text = resources.files("floyo_pipeline").joinpath("sql/templates/stream.sql").read_text(encoding="utf-8")
-    return parse_queries(text)
-
-
-_TEMPLATE = _template()
+_TEMPLATE = load_queries("floyo_pipeline:sql/templates/stream.sql")
 # The batch reads: the `read` template with the rows each selects and its parameters' places.
 _READS = {"fetch_forward": ("$6", "$7", "$8"), "fetch_pending": ("$3", "$4", "$5")}
 QUERY_NAMES = tuple(name for name in _TEMPLATE if name != "read")
@@ -84,6 +80,8 @@ class Stream:
     model: type[StreamRow]
     partition_sql: str
     """The partition of a row, as SQL over the table alias `t`."""
+    age_column: str | None = None
+    """The event-time column retention measures a row's age by (None: retention keeps the rows)."""
     queries: dict[str, str] = field(init=False, repr=False)
     kinds: dict[str, ColumnKind] = field(init=False, repr=False)
 
@@ -119,6 +117,12 @@ class Stream:
     def name(self) -> str:
         return self.model.__table__
 
+    @property
+    def table(self) -> Table:
+        """The stream's table as retention sees it (rows of a user when the model has a user_id)."""
+        user = "user_id" if "user_id" in self.model.model_fields else None
+        return Table(name=f"public.{self.name}", user_column=user, age_column=self.age_column)
+
 
 # A user's partition is floyo_pipeline.user_partition()'s body, spelled out: that function has a
 # fixed search_path, and Postgres does not inline such a function (a call per row costs about ten
@@ -128,7 +132,7 @@ USER_PARTITION = "(get_byte(uuid_send(t.user_id), 15) % 64)"
 STREAMS: dict[str, Stream] = {
     stream.name: stream
     for stream in (
-        Stream(TelemetryEvent, USER_PARTITION),
+        Stream(TelemetryEvent, USER_PARTITION, age_column="occurred_at"),
         Stream(MetricsLogEntry, "0"),
     )
 }

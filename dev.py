@@ -2,7 +2,7 @@
 """Everything on a fresh machine with only Python 3.11+:
 
     python3 dev.py demo      the demo: an embedded Postgres, a synthetic week of telemetry, the service
-    python3 dev.py test      the whole test suite against a real (embedded) Postgres
+    python3 dev.py test      the whole test suite against a real (embedded) Postgres (--fast: unit tests only)
     python3 dev.py bench     the benchmark (bench/run.py; --rows 200000 for a shorter run)
     python3 dev.py install   only create .venv/ and install the project into it
     python3 dev.py lock      re-pin requirements/runtime.lock after a change to the runtime dependencies
@@ -145,6 +145,8 @@ def main(argv: list[str]) -> int:
         return 0
     env = dict(os.environ)
     if command == "test":
+        if "--fast" in rest:  # the unit tests only: no database, seconds
+            rest = ["-m", "unit", *(a for a in rest if a != "--fast")]
         cmd = [str(BIN / "python"), "-m", "pytest", *rest]
         extra = prometheus_path()
         if extra:

@@ -7,7 +7,7 @@
 Each simulated user has one series of lognormal durations (median drawn between 100 and 2,000 ms, a
 given coefficient of variation) fed run by run through the real rule (consumers.durations.Series).
 Seeded: the same arguments always print the same table. The tests assert the targets on these
-functions (tests/test_regression_simulation.py).
+functions (tests/unit/test_regression_simulation.py).
 """
 
 from __future__ import annotations

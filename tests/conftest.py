@@ -1,4 +1,7 @@
-"""Fixtures: a real Postgres (DATABASE_URL, or an embedded one), a migrated template, a fresh db per test."""
+"""Fixtures: a real Postgres (DATABASE_URL, or an embedded one), a migrated template, a fresh db per test;
+and the layers: every test is marked `unit` (tests/unit: no database, seconds), `integration`
+(in-process against Postgres) or `acceptance` (the real CLI as subprocesses) by its folder, so
+`pytest -m unit` (`python3 dev.py test --fast`) runs the fast loop."""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ import pytest
 
 from floyo_pipeline.connections import connect
 from floyo_pipeline.embedded import start_embedded, supabase_roles
-from tests.pg import (
+from tests.support.pg import (
     Cluster,
     TestDatabase,
     create_test_database,
@@ -19,6 +22,16 @@ from tests.pg import (
     find_owner,
     prepare_template,
 )
+
+TESTS = Path(__file__).resolve().parent
+LAYERS = {"unit": "unit", "integration": "integration", "acceptance": "acceptance"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        folder = item.path.relative_to(TESTS).parts[0]
+        # A folder of its own (the example analyzer) runs in-process against Postgres.
+        item.add_marker(getattr(pytest.mark, LAYERS.get(folder, "integration")))
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,8 @@ from floyo_pipeline.composition import build_consumers
 from floyo_pipeline.migrations import discover, migrate, migrate_down
 from floyo_pipeline.retention import run_retention
 from floyo_pipeline.schema_check import find_drift
-from tests.analyzer_support import (
+from tests.example_analyzer.daily_counts import Day, count_days
+from tests.support.analyzers import (
     Ev,
     consenting_users,
     insert_rows,
@@ -24,8 +25,7 @@ from tests.analyzer_support import (
     state_tables,
     users_stored,
 )
-from tests.example_analyzer.daily_counts import Day, count_days
-from tests.pg import TestDatabase
+from tests.support.pg import TestDatabase
 
 HERE = Path(__file__).parent
 FACTORY = "tests.example_analyzer.daily_counts:with_defaults"

@@ -1,0 +1,90 @@
+"""G7: peak memory does not grow with the backlog (the service as a subprocess, 50k vs 200k rows)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import asyncpg
+
+from tests.support.consumers import EFFECTS_DDL, wait_for_effects
+from tests.support.pg import Cluster, TestDatabase, create_test_database, drop_test_database
+from tests.support.service import ServiceProcess, insert_events, make_users
+
+MIB = 1024 * 1024
+
+
+def peak_rss(pid: int) -> int:
+    """The process's high-water mark of resident memory (VmHWM), in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM in /proc status")
+
+
+async def peak_for_backlog(cluster: Cluster, rows: int) -> int:
+    db = await create_test_database(cluster)
+    admin = await asyncpg.connect(db.admin_url)
+    try:
+        await admin.execute(EFFECTS_DDL)
+        users = await make_users(admin, 400)
+        await insert_events(admin, users, rows // 400)
+        proc = ServiceProcess(
+            db.service_url,
+            env={"FLOYO_CONSUMERS": "tests.support.consumers:recorders", "FLOYO_LOG_LEVEL": "warning"},
+        ).start()
+        await wait_for_effects(admin, rows, timeout=240)
+        assert proc.proc is not None
+        peak = peak_rss(proc.proc.pid)
+        assert await proc.stop() == 0
+        return peak
+    finally:
+        await admin.close()
+        await drop_test_database(cluster, db.name)
+
+
+async def test_peak_memory_is_bounded_whatever_the_backlog(template: Cluster, database: TestDatabase) -> None:
+    small = await peak_for_backlog(template, 50_000)
+    large = await peak_for_backlog(template, 200_000)
+    print(f"peak RSS: 50k backlog {small / MIB:.1f} MiB, 200k backlog {large / MIB:.1f} MiB")
+    assert large < 200 * MIB
+    # Four times the backlog may not cost more than a small constant (allocator noise).
+    assert large - small < 16 * MIB
+
+
+async def peak_for_large_rows(cluster: Cluster, rows: int) -> int:
+    """Peak RSS of the service catching up on `rows` rows of two users, each with 1 MB of metadata."""
+    db = await create_test_database(cluster)
+    admin = await asyncpg.connect(db.admin_url)
+    try:
+        await admin.execute(EFFECTS_DDL)
+        users = await make_users(admin, 2)
+        await admin.execute(
+            """insert into public.telemetry_events (user_id, occurred_at, app_id, event_type, metadata)
+               select u, now(), 'vscode', 'app_focused',
+                      jsonb_build_object('blob', repeat(md5(g::text), 31250))
+               from generate_series(1, $2) g, unnest($1::uuid[]) u""",
+            users,
+            rows // 2,
+        )
+        proc = ServiceProcess(
+            db.service_url,
+            env={"FLOYO_CONSUMERS": "tests.support.consumers:recorders", "FLOYO_LOG_LEVEL": "warning"},
+        ).start()
+        await wait_for_effects(admin, rows, timeout=240)
+        assert proc.proc is not None
+        peak = peak_rss(proc.proc.pid)
+        assert await proc.stop() == 0
+        return peak
+    finally:
+        await admin.close()
+        await drop_test_database(cluster, db.name)
+
+
+async def test_peak_memory_is_bounded_in_bytes_for_rows_of_a_megabyte(
+    template: Cluster, database: TestDatabase
+) -> None:
+    small = await peak_for_large_rows(template, 100)
+    large = await peak_for_large_rows(template, 400)
+    print(f"peak RSS with 1 MB rows: 100 rows {small / MIB:.1f} MiB, 400 rows {large / MIB:.1f} MiB")
+    assert large < 200 * MIB
+    assert large - small < 32 * MIB

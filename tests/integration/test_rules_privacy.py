@@ -1,0 +1,91 @@
+"""The privacy gate: no consent, apps not allow-listed or scoped `none`, signals switched off."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from floyo_pipeline.metrics import REGISTRY
+from tests.support.analyzers import Ev, consenting_users, insert_rows, process, users_stored
+from tests.support.pg import TestDatabase
+from tests.support.service import make_users
+
+CONSUMERS = ("file_patterns", "app_workflows", "performance")
+REASONS = ("skipped_consent", "skipped_app", "skipped_signal", "processed")
+
+
+def counters() -> dict[tuple[str, str], float]:
+    return {
+        (c, r): REGISTRY.get_sample_value(
+            "floyo_pipeline_events_total", {"stream": "telemetry_events", "consumer": c, "outcome": r}
+        )
+        or 0.0
+        for c in CONSUMERS
+        for r in REASONS
+    }
+
+
+async def test_gate_skips_and_counts_by_reason(database: TestDatabase, admin: asyncpg.Connection) -> None:
+    [ok] = await consenting_users(admin, 1, apps=["vscode"])
+    [no_prefs, refused, paused] = await make_users(admin, 3)
+    await admin.execute(
+        """insert into public.privacy_prefs (user_id, consent_given, monitoring_enabled)
+           values ($1, false, true), ($2, true, false)""",
+        refused,
+        paused,
+    )
+    await admin.execute(
+        """insert into public.app_allowlist (user_id, app_id, enabled, scope) values
+           ($1, 'slack', true, 'none'), ($1, 'excel', false, 'metadata_plus_usage'),
+           ($2, 'vscode', true, 'metadata_only'), ($3, 'vscode', true, 'metadata_only')""",
+        ok,
+        refused,
+        paused,
+    )
+    await admin.execute(
+        """insert into public.signal_toggles (user_id, signal_key, enabled)
+           values ($1, 'file_modified', false), ($1, 'file_opened', true)""",
+        ok,
+    )
+    rows = [
+        Ev(ok, 0, app="vscode", path="/a.py", duration=5),
+        Ev(ok, 10, app="slack", path="/b.py", duration=5),  # scope none
+        Ev(ok, 20, app="excel", path="/c.py"),  # allow-listed but disabled
+        Ev(ok, 30, app="jira", path="/d.py"),  # not allow-listed
+        Ev(ok, 40, app="vscode", event_type="file_modified", path="/e.py", duration=5),  # signal off
+        Ev(ok, 50, app="vscode", event_type="file_created", path="/f.py"),
+    ]
+    for user in (no_prefs, refused, paused):
+        rows += [Ev(user, 10 * i, app="vscode", path=f"/{i}.py", duration=7) for i in range(3)]
+    await insert_rows(admin, rows)
+    before = counters()
+    await process(database, admin)
+    after = counters()
+    moved = {k: after[k] - before[k] for k in after if after[k] != before[k]}
+    assert moved == {
+        ("file_patterns", "skipped_consent"): 9,
+        ("file_patterns", "skipped_app"): 3,
+        ("file_patterns", "skipped_signal"): 1,
+        ("file_patterns", "processed"): 2,
+        ("app_workflows", "skipped_consent"): 9,
+        ("app_workflows", "skipped_app"): 3,
+        ("app_workflows", "skipped_signal"): 1,
+        ("app_workflows", "processed"): 2,
+        # performance looks only at rows with a duration; the others count as processed.
+        ("performance", "skipped_consent"): 9,
+        ("performance", "skipped_app"): 1,
+        ("performance", "skipped_signal"): 1,
+        ("performance", "processed"): 4,
+    }
+    assert await users_stored(admin) == {ok}
+    patterns = await admin.fetch("select file_extension, count from public.patterns")
+    assert [(r["file_extension"], r["count"]) for r in patterns] == [("py", 2)]
+    relationships = await admin.fetch("select source, target, relation_type from public.relationships")
+    assert [tuple(r) for r in relationships] == []  # /a.py and /f.py are 50 s apart
+
+    # Consent given later applies to rows processed after it commits, not to the skipped ones.
+    await admin.execute("update public.privacy_prefs set consent_given = true where user_id = $1", refused)
+    await insert_rows(admin, [Ev(refused, 100, app="vscode", path="/late.sql")])
+    await process(database, admin)
+    assert await users_stored(admin) == {ok, refused}
+    late = await admin.fetch("select file_extension, count from public.patterns where user_id = $1", refused)
+    assert [(r["file_extension"], r["count"]) for r in late] == [("sql", 1)]

@@ -7,7 +7,6 @@ import json
 import random
 import signal
 import subprocess
-import sys
 import time
 
 import asyncpg
@@ -21,7 +20,15 @@ from tests.support.consumers import (
     wait_for_effects,
 )
 from tests.support.pg import TestDatabase
-from tests.support.service import ROOT, ServiceProcess, insert_events, make_users, running_service, wait_until
+from tests.support.service import (
+    ServiceProcess,
+    fresh_env,
+    insert_events,
+    make_users,
+    run_cli,
+    running_service,
+    wait_until,
+)
 
 RECORDERS = {"FLOYO_CONSUMERS": "tests.support.consumers:recorders"}
 EFFECTS = "select row_id, user_id, user_seq from public.test_effects where consumer = $1 order by row_id"
@@ -38,16 +45,7 @@ def service(db: TestDatabase, *args: str, **env: str) -> ServiceProcess:
 
 
 def cli(db: TestDatabase, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {"DATABASE_URL": db.service_url, "PYTHONPATH": str(ROOT), **RECORDERS}
-    return subprocess.run(
-        [sys.executable, "-m", "floyo_pipeline", *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_cli(*args, env=fresh_env(DATABASE_URL=db.service_url, **RECORDERS))
 
 
 async def leases_by_owner(conn: asyncpg.Connection) -> dict[str | None, int]:

@@ -27,42 +27,19 @@ import pytest
 from floyo_pipeline import exits
 from tests.support.ops import free_port
 from tests.support.pg import TestDatabase, with_database
-from tests.support.service import ROOT
+from tests.support.service import ROOT, fresh_env, run_cli
 
 SECRET = "Startup-Secret-0b7c"
 
 
 def clean_env(tmp_path: Path, **env: str) -> dict[str, str]:
-    """The environment of a fresh shell: no FLOYO_*, no DATABASE_URL, a data folder that must stay unused."""
-    base = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("FLOYO_", "SUPABASE_")) and k not in {"DATABASE_URL", "TEST_DATABASE_URL"}
-    }
-    return {
-        **base,
-        "PYTHONPATH": str(ROOT),
-        "FLOYO_DATA_DIR": str(tmp_path / "data"),
-        "FLOYO_HTTP_PORT": "0",
-        **env,
-    }
-
-
-def cli(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "floyo_pipeline", *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    """A fresh shell's environment with a data folder that must stay unused."""
+    return fresh_env({"FLOYO_DATA_DIR": str(tmp_path / "data"), "FLOYO_HTTP_PORT": "0"}, env)
 
 
 async def acli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    """`cli` off the event loop (the tests' Postgres connections live on it)."""
-    return await asyncio.to_thread(cli, env, *args)
+    """`run_cli` off the event loop (the tests' Postgres connections live on it)."""
+    return await asyncio.to_thread(run_cli, *args, env=env)
 
 
 def json_lines(text: str) -> list[dict[str, Any]]:
@@ -131,7 +108,7 @@ def silent() -> Iterator[SilentServer]:
 
 @pytest.mark.parametrize("command", [["run"], ["status", "--json"], ["migrate"], ["validate-schema"]])
 def test_no_database_configured_is_one_line_and_exit_2(tmp_path: Path, command: list[str]) -> None:
-    done = cli(clean_env(tmp_path), *command)
+    done = run_cli(*command, env=clean_env(tmp_path))
     one_line(done, exits.USAGE, "no database configured", "DATABASE_URL", "FLOYO_EMBEDDED")
     assert done.stdout == ""
     assert not (tmp_path / "data").exists(), "an embedded Postgres was started without being asked for"
@@ -139,7 +116,7 @@ def test_no_database_configured_is_one_line_and_exit_2(tmp_path: Path, command: 
 
 def test_database_url_and_embedded_together_is_a_config_error(tmp_path: Path) -> None:
     env = clean_env(tmp_path, DATABASE_URL=f"postgresql://u:{SECRET}@localhost/x", FLOYO_EMBEDDED="true")
-    one_line(cli(env, "run"), exits.USAGE, "DATABASE_URL", "FLOYO_EMBEDDED")
+    one_line(run_cli("run", env=env), exits.USAGE, "DATABASE_URL", "FLOYO_EMBEDDED")
 
 
 @pytest.mark.parametrize(
@@ -153,7 +130,7 @@ def test_database_url_and_embedded_together_is_a_config_error(tmp_path: Path) ->
 )
 @pytest.mark.parametrize("command", ["run", "status"])
 def test_malformed_database_url_is_one_line_and_exit_2(tmp_path: Path, url: str, command: str) -> None:
-    done = cli(clean_env(tmp_path, DATABASE_URL=url), command)
+    done = run_cli(command, env=clean_env(tmp_path, DATABASE_URL=url))
     line = one_line(done, exits.USAGE, "invalid configuration: DATABASE_URL")
     assert "db.example.com" not in line  # the value is never echoed
 
@@ -163,14 +140,15 @@ def test_a_database_that_never_answers_fails_within_the_connect_bound(
     tmp_path: Path, silent: SilentServer, command: list[str]
 ) -> None:
     env = clean_env(tmp_path, DATABASE_URL=silent.url, FLOYO_CONNECT_TIMEOUT_SECONDS="2")
-    done = cli(env, *command, timeout=60)  # asyncpg's own default would wait 60 s
+    done = run_cli(*command, env=env, timeout=60)  # asyncpg's own default would wait 60 s
     assert silent.accepted.is_set(), "the command never reached the server"
     one_line(done, exits.DATABASE_UNREACHABLE, "did not answer within 2 s", "FLOYO_CONNECT_TIMEOUT_SECONDS")
 
 
 def test_a_refused_connection_is_one_line_and_exit_3(tmp_path: Path) -> None:
     url = f"postgresql://floyo:{SECRET}@127.0.0.1:{free_port()}/postgres"
-    one_line(cli(clean_env(tmp_path, DATABASE_URL=url), "run"), exits.DATABASE_UNREACHABLE, "DATABASE_URL")
+    done = run_cli("run", env=clean_env(tmp_path, DATABASE_URL=url))
+    one_line(done, exits.DATABASE_UNREACHABLE, "DATABASE_URL")
 
 
 def _children(pid: int) -> list[int]:

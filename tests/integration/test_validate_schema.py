@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import asyncpg
@@ -14,20 +13,11 @@ from floyo_pipeline.migrations import discover, migrate
 from floyo_pipeline.rows import TABLE_MODELS, Insight, Suggestion, TelemetryEvent
 from floyo_pipeline.schema_check import POLICIES, expected_columns, find_drift
 from tests.support.pg import Cluster, TestDatabase, bootstrap, create_database
-from tests.support.service import ROOT
+from tests.support.service import fresh_env, run_cli
 
 
 def validate(url: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLOYO_", "SUPABASE_"))}
-    env["DATABASE_URL"] = url
-    return subprocess.run(
-        [sys.executable, "-m", "floyo_pipeline", "validate-schema"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_cli("validate-schema", env=fresh_env(DATABASE_URL=url))
 
 
 def test_expected_columns_come_from_the_row_models() -> None:

@@ -199,12 +199,26 @@ def test_sigterm_while_the_connect_hangs_ends_the_process_at_once(
     assert names == ["service.stopping", "service.stopped"], names
 
 
+class Roles:
+    """Roles a test creates (cluster-wide, so uniquely named); dropped after the test."""
+
+    def __init__(self, superuser: asyncpg.Connection) -> None:
+        self.superuser = superuser
+        self.made: list[str] = []
+
+    async def create(self, kind: str, options: str) -> str:
+        """`create role <a new name> <options>`; the name."""
+        name = role_name(kind)
+        await self.superuser.execute(f"create role {name} {options}")
+        self.made.append(name)
+        return name
+
+
 @pytest.fixture
-async def roles(superuser: asyncpg.Connection) -> AsyncIterator[list[str]]:
-    """Roles a test creates (cluster-wide, so uniquely named); dropped afterwards."""
-    made: list[str] = []
+async def roles(superuser: asyncpg.Connection) -> AsyncIterator[Roles]:
+    made = Roles(superuser)
     yield made
-    for role in reversed(made):
+    for role in reversed(made.made):
         await superuser.execute(f"drop owned by {role} cascade")
         await superuser.execute(f"drop role if exists {role}")
 
@@ -219,23 +233,17 @@ def url_as(database: TestDatabase, user: str) -> str:
 
 @pytest.mark.parametrize("kind", ["superuser", "bypassrls", "member_of_superuser", "member_of_bypassrls"])
 async def test_a_login_role_with_more_privilege_than_the_worker_is_refused(
-    tmp_path: Path, database: TestDatabase, superuser: asyncpg.Connection, roles: list[str], kind: str
+    tmp_path: Path, database: TestDatabase, roles: Roles, kind: str
 ) -> None:
-    login = role_name("login")
     if kind in {"superuser", "bypassrls"}:
-        await superuser.execute(f"create role {login} login {kind} in role floyo_pipeline_worker")
-        roles.append(login)
+        login = await roles.create("login", f"login {kind} in role floyo_pipeline_worker")
         expected = "it has superuser" if kind == "superuser" else "it has BYPASSRLS"
     else:
         power = kind.removeprefix("member_of_")
-        powerful, middle = role_name(power), role_name("middle")
         # Indirect and without inheritance: it could still `set role` to the powerful one.
-        await superuser.execute(f"create role {powerful} nologin {power}")
-        await superuser.execute(f"create role {middle} nologin noinherit in role {powerful}")
-        await superuser.execute(
-            f"create role {login} login noinherit in role floyo_pipeline_worker, {middle}"
-        )
-        roles.extend([powerful, middle, login])
+        powerful = await roles.create(power, f"nologin {power}")
+        middle = await roles.create("middle", f"nologin noinherit in role {powerful}")
+        login = await roles.create("login", f"login noinherit in role floyo_pipeline_worker, {middle}")
         expected = f"its role {powerful} has {'superuser' if power == 'superuser' else 'BYPASSRLS'}"
     env = clean_env(tmp_path, DATABASE_URL=url_as(database, login))
     done = await acli(env, "run")
@@ -244,11 +252,9 @@ async def test_a_login_role_with_more_privilege_than_the_worker_is_refused(
 
 
 async def test_the_superuser_override_still_lets_it_start(
-    tmp_path: Path, database: TestDatabase, superuser: asyncpg.Connection, roles: list[str]
+    tmp_path: Path, database: TestDatabase, roles: Roles
 ) -> None:
-    login = role_name("login")
-    await superuser.execute(f"create role {login} login superuser")
-    roles.append(login)
+    login = await roles.create("login", "login superuser")
     env = clean_env(tmp_path, DATABASE_URL=url_as(database, login), FLOYO_ALLOW_SUPERUSER="true")
     assert await asyncio.to_thread(start_then_stop, env) == 0
 
@@ -283,16 +289,12 @@ async def test_an_unknown_role_is_one_line_and_exit_4(tmp_path: Path, database: 
 
 
 async def test_a_wrong_password_is_one_line_and_exit_4(
-    tmp_path: Path, database: TestDatabase, superuser: asyncpg.Connection, roles: list[str]
+    tmp_path: Path, database: TestDatabase, superuser: asyncpg.Connection, roles: Roles
 ) -> None:
     hba = Path(await superuser.fetchval("show hba_file"))
     if not os.access(hba, os.W_OK):
         pytest.skip("the test database's pg_hba.conf is not on this machine (TEST_DATABASE_URL)")
-    login = role_name("pw")
-    await superuser.execute(
-        f"create role {login} login password 'the-right-one' in role floyo_pipeline_worker"
-    )
-    roles.append(login)
+    login = await roles.create("pw", "login password 'the-right-one' in role floyo_pipeline_worker")
     original = await asyncio.to_thread(hba.read_text)
     # Passwords are checked for this role only (the test cluster trusts local connections).
     rules = f"local all {login} scram-sha-256\nhost all {login} all scram-sha-256\n"
@@ -312,11 +314,9 @@ async def test_a_wrong_password_is_one_line_and_exit_4(
 
 
 async def test_a_role_without_the_worker_grants_is_one_line_and_exit_4(
-    tmp_path: Path, database: TestDatabase, superuser: asyncpg.Connection, roles: list[str]
+    tmp_path: Path, database: TestDatabase, roles: Roles
 ) -> None:
-    login = role_name("bare")
-    await superuser.execute(f"create role {login} login")
-    roles.append(login)
+    login = await roles.create("bare", "login")
     env = clean_env(tmp_path, DATABASE_URL=url_as(database, login))
     one_line(await acli(env, "run"), exits.DATABASE_REFUSED, "permission denied", "floyo_pipeline_worker")
     one_line(await acli(env, "status"), exits.DATABASE_REFUSED, "permission denied")

@@ -30,6 +30,12 @@ async def scrape_until(url: str, check: Callable[[str], bool], what: str) -> str
     return text
 
 
+def processed_total(metrics: str) -> float | None:
+    """The recorder's count of processed telemetry rows in a /metrics text."""
+    labels = {"stream": "telemetry_events", "consumer": "recorder", "outcome": "processed"}
+    return sample(metrics, "floyo_pipeline_events_total", **labels)
+
+
 async def effect_count(conn: asyncpg.Connection) -> int:
     return int(await conn.fetchval("select count(*) from public.test_effects"))
 
@@ -109,16 +115,7 @@ async def test_metrics_text_openmetrics_promtool_and_counts(
     )
     async with serving(database.service_url, [EffectRecorder()]) as svc:
         before = await http(svc.base + "/metrics")
-        base = (
-            sample(
-                before.body.decode(),
-                "floyo_pipeline_events_total",
-                stream="telemetry_events",
-                consumer="recorder",
-                outcome="processed",
-            )
-            or 0.0
-        )
+        base = processed_total(before.body.decode()) or 0.0
         n = await insert_events(admin, users, 20)
 
         async def processed() -> bool:
@@ -131,13 +128,7 @@ async def test_metrics_text_openmetrics_promtool_and_counts(
         assert reply.headers["content-type"].startswith("text/plain; version=0.0.4")
 
         def counted(text: str) -> bool:
-            after = sample(
-                text,
-                "floyo_pipeline_events_total",
-                stream="telemetry_events",
-                consumer="recorder",
-                outcome="processed",
-            )
+            after = processed_total(text)
             return after is not None and after - base == n
 
         text = await scrape_until(svc.base + "/metrics", counted, f"{n} rows counted as processed")
@@ -155,13 +146,7 @@ async def test_metrics_text_openmetrics_promtool_and_counts(
             "floyo_pipeline_build_info",
         ):
             assert expected in names, expected
-        after = sample(
-            text,
-            "floyo_pipeline_events_total",
-            stream="telemetry_events",
-            consumer="recorder",
-            outcome="processed",
-        )
+        after = processed_total(text)
         assert after is not None and after - base == n
         assert sample(text, "floyo_pipeline_lag_events", consumer="ghost", stream="telemetry_events") == n
         assert sample(text, "floyo_pipeline_lag_events", consumer="recorder", stream="telemetry_events") == 0

@@ -70,6 +70,13 @@ async def insert_events(
     return len(users) * per_user
 
 
+async def users_with_events(conn: asyncpg.Connection, n: int, per_user: int, **event: str) -> list[uuid.UUID]:
+    """`n` new users with `per_user` telemetry rows each (see `insert_events`)."""
+    users = await make_users(conn, n)
+    await insert_events(conn, users, per_user, **event)
+    return users
+
+
 def service_settings(url: str, **settings: Any) -> Settings:
     """Settings for a service under test: quick polls and leases, an ephemeral HTTP port, and scheduled
     jobs only where a test asks for them (a run crossing 02:00 UTC must not clean up)."""

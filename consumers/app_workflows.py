@@ -13,6 +13,7 @@ from consumers.catalog import CONNECTORS, connector_for
 from consumers.habits import Habits, Verdict, pair_key
 from consumers.outputs import RELATIONSHIPS, SUGGESTIONS
 from consumers.privacy import analyzable
+from consumers.relationships import add_relationships
 from consumers.sql import Q
 from consumers.storable import storable
 from consumers.suggestions import Suggestion, upsert_suggestions
@@ -172,16 +173,7 @@ class AppWorkflows(Consumer):
                 source, target = key.removeprefix(PREFIX).split("->", 1)
                 live.add((user, source, target))
         fx = analyze_apps(rows, states, live)
-        if fx.transitions:
-            await ctx.execute(
-                Q["relationships_add"],
-                [k[0] for k in fx.transitions],
-                [k[1] for k in fx.transitions],
-                [k[2] for k in fx.transitions],
-                [t.weight for t in fx.transitions.values()],
-                [t.last_seen for t in fx.transitions.values()],
-                "app_transition",
-            )
+        await add_relationships(ctx, fx.transitions, "app_transition")
         await upsert_suggestions(ctx, fx.suggestions)
         await ctx.execute(
             Q["app_state_save"],

@@ -12,6 +12,7 @@ from consumers import settings
 from consumers.catalog import INTEGRATIONS, integration_for
 from consumers.outputs import PATTERNS, RELATIONSHIPS, SUGGESTIONS
 from consumers.privacy import analyzable
+from consumers.relationships import add_relationships
 from consumers.sql import Q
 from consumers.storable import storable
 from consumers.suggestions import Suggestion, upsert_suggestions
@@ -207,16 +208,7 @@ class FilePatterns(Consumer):
                 [d.last_used for d in fx.patterns.values()],
                 [SEPARATOR.join(sorted(d.tools)) for d in fx.patterns.values()],
             )
-        if fx.together:
-            await ctx.execute(
-                Q["relationships_add"],
-                [k[0] for k in fx.together],
-                [k[1] for k in fx.together],
-                [k[2] for k in fx.together],
-                [t.weight for t in fx.together.values()],
-                [t.last_seen for t in fx.together.values()],
-                "accessed_together",
-            )
+        await add_relationships(ctx, fx.together, "accessed_together")
         await upsert_suggestions(ctx, fx.suggestions)
         await ctx.execute(
             Q["file_state_save"],

@@ -12,11 +12,12 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from floyo_pipeline.connections import connect
 from floyo_pipeline.embedded import start_embedded, supabase_roles
+from tests.support.consumers import EFFECTS_DDL
 from tests.support.pg import (
     Cluster,
     TestDatabase,
+    connection,
     create_test_database,
     drop_test_database,
     find_owner,
@@ -75,18 +76,19 @@ async def database(template: Cluster) -> AsyncIterator[TestDatabase]:
 @pytest.fixture
 async def admin(database: TestDatabase) -> AsyncIterator[asyncpg.Connection]:
     """The owner of the schema (Supabase's `postgres`: not a superuser, BYPASSRLS)."""
-    conn = await connect(database.admin_url)
-    try:
+    async with connection(database.admin_url) as conn:
         yield conn
-    finally:
-        await conn.close()
 
 
 @pytest.fixture
 async def superuser(database: TestDatabase) -> AsyncIterator[asyncpg.Connection]:
     """The cluster's superuser on the test's database (cluster-wide roles, server settings)."""
-    conn = await connect(database.superuser_url)
-    try:
+    async with connection(database.superuser_url) as conn:
         yield conn
-    finally:
-        await conn.close()
+
+
+@pytest.fixture
+async def effects_db(database: TestDatabase, admin: asyncpg.Connection) -> TestDatabase:
+    """The test's database with the tables of the effect recorder (tests/support/consumers.py)."""
+    await admin.execute(EFFECTS_DDL)
+    return database

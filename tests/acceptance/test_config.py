@@ -2,34 +2,20 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 
 import pytest
 
-from tests.support.service import ROOT
+from tests.support.service import ROOT, fresh_env, run_cli
 
 SECRET_PASSWORD = "hunter2-do-not-print"
 SECRET_KEY = "service-role-key-do-not-print"
 
 
 def run_status(env: dict[str, str], *args: str, command: str = "status") -> subprocess.CompletedProcess[str]:
-    clean = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("FLOYO_", "SUPABASE_")) and k not in ("DATABASE_URL", "TEST_DATABASE_URL")
-    }
     # A data folder that must stay untouched: a bad config never gets as far as starting Postgres.
-    clean["FLOYO_DATA_DIR"] = "/nonexistent/floyo-config-test"
-    return subprocess.run(
-        [sys.executable, "-m", "floyo_pipeline", command, *args],
-        cwd=ROOT,
-        env={**clean, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    unused = {"FLOYO_DATA_DIR": "/nonexistent/floyo-config-test"}
+    return run_cli(command, *args, env=fresh_env(unused, env))
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from floyo_pipeline.demo.view import RICH_MISSING, PlainView, make_view
-from tests.support.service import ROOT
+from tests.support.service import ROOT, fresh_env, run_cli
 
 SUMMARY = re.compile(
     r"demo: (?P<events>\d+) events from (?P<users>\d+) users became (?P<patterns>\d+) patterns, "
@@ -36,21 +36,11 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 def demo_env(data: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "FLOYO_LOG_FORMAT"}}
-    env.update({"FLOYO_DATA_DIR": str(data), "FLOYO_HTTP_PORT": "0"})
-    return env
+    return fresh_env(FLOYO_DATA_DIR=str(data), FLOYO_HTTP_PORT="0")
 
 
 def run_demo(data: Path, seconds: int) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "floyo_pipeline", "demo", "--duration", str(seconds)],
-        env=demo_env(data),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    return run_cli("demo", "--duration", str(seconds), env=demo_env(data), timeout=300)
 
 
 def summary_of(lines: list[str]) -> dict[str, int]:
@@ -92,15 +82,7 @@ def test_demo_in_a_pipe_shows_findings_counts_and_a_summary_and_keeps_its_week(t
     assert committed >= {"file_patterns", "app_workflows", "performance"}
 
     # The demo's week is recent: the nightly retention would delete none of it.
-    kept = subprocess.run(
-        [sys.executable, "-m", "floyo_pipeline", "retention", "--dry-run", "--embedded"],
-        env=demo_env(data),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    kept = run_cli("retention", "--dry-run", "--embedded", env=demo_env(data))
     assert kept.returncode == 0, kept.stderr
     would = re.findall(r"would delete\s+(\d+) row\(s\) from (\w+)", kept.stdout)
     assert len(would) >= 7 and {n for n, _ in would} == {"0"}, kept.stdout

@@ -7,30 +7,33 @@ import json
 import random
 import signal
 import subprocess
-import sys
 import time
 
 import asyncpg
-import pytest
 
 from tests.support.consumers import (
-    EFFECTS_DDL,
     EffectRecorder,
     assert_exactly_once_in_order,
     count_effects,
+    insert_poison,
+    recorded_effects,
     wait_for_effects,
 )
 from tests.support.pg import TestDatabase
-from tests.support.service import ROOT, ServiceProcess, insert_events, make_users, running_service, wait_until
+from tests.support.service import (
+    ServiceProcess,
+    fresh_env,
+    insert_events,
+    make_users,
+    run_cli,
+    running_service,
+    users_with_events,
+    wait_until,
+)
 
 RECORDERS = {"FLOYO_CONSUMERS": "tests.support.consumers:recorders"}
-EFFECTS = "select row_id, user_id, user_seq from public.test_effects where consumer = $1 order by row_id"
-
-
-@pytest.fixture
-async def effects_db(database: TestDatabase, admin: asyncpg.Connection) -> TestDatabase:
-    await admin.execute(EFFECTS_DDL)
-    return database
+# A lease TTL far longer than a test: only a takeover by a new incarnation of machine-1 can resume.
+MACHINE_1 = {"FLOYO_REPLICA_ID": "machine-1", "FLOYO_LEASE_TTL_SECONDS": "600"}
 
 
 def service(db: TestDatabase, *args: str, **env: str) -> ServiceProcess:
@@ -38,16 +41,7 @@ def service(db: TestDatabase, *args: str, **env: str) -> ServiceProcess:
 
 
 def cli(db: TestDatabase, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {"DATABASE_URL": db.service_url, "PYTHONPATH": str(ROOT), **RECORDERS}
-    return subprocess.run(
-        [sys.executable, "-m", "floyo_pipeline", *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_cli(*args, env=fresh_env(DATABASE_URL=db.service_url, **RECORDERS))
 
 
 async def leases_by_owner(conn: asyncpg.Connection) -> dict[str | None, int]:
@@ -80,10 +74,10 @@ async def test_kill_9_repeatedly_gives_the_same_effects_as_an_uninterrupted_run(
     await wait_for_effects(admin, total)
     assert await proc.stop() == 0
     await assert_exactly_once_in_order(admin, "recorder", total)
-    crashed = [tuple(r) for r in await admin.fetch(EFFECTS, "recorder")]
+    crashed = await recorded_effects(admin)
     async with running_service(effects_db.service_url, [EffectRecorder("reference")], batch_size=500):
         await wait_for_effects(admin, total, "reference")
-    reference = [tuple(r) for r in await admin.fetch(EFFECTS, "reference")]
+    reference = await recorded_effects(admin, "reference")
     assert crashed == reference
 
 
@@ -121,8 +115,7 @@ async def test_two_replicas_share_partitions_and_survive_a_kill(
 async def test_sigterm_during_a_batch_exits_0_and_releases_leases(
     effects_db: TestDatabase, admin: asyncpg.Connection
 ) -> None:
-    users = await make_users(admin, 8)
-    await insert_events(admin, users, 50)
+    await users_with_events(admin, 8, 50)
     proc = service(effects_db, FLOYO_BATCH_SIZE="25", FLOYO_TEST_HANDLER_DELAY="0.3").start()
     await proc.wait_for_event("batch.committed")
     proc.signal(signal.SIGTERM)
@@ -147,16 +140,13 @@ async def test_sigterm_during_a_batch_exits_0_and_releases_leases(
 async def test_kill_9_then_a_restart_under_the_same_replica_id_resumes_at_once(
     effects_db: TestDatabase, admin: asyncpg.Connection
 ) -> None:
-    users = await make_users(admin, 8)
-    await insert_events(admin, users, 25)
-    # A lease TTL far longer than the test: only a takeover by the new incarnation can resume it.
-    env = {"FLOYO_REPLICA_ID": "machine-1", "FLOYO_LEASE_TTL_SECONDS": "600"}
-    first = service(effects_db, **env).start()
+    users = await users_with_events(admin, 8, 25)
+    first = service(effects_db, **MACHINE_1).start()
     await wait_for_effects(admin, 200)
     first.kill()
     await insert_events(admin, users, 25)
     restarted = time.monotonic()
-    again = service(effects_db, **env).start()
+    again = service(effects_db, **MACHINE_1).start()
     await wait_for_effects(admin, 400, timeout=30)
     print(f"restart under the same replica id: caught up {time.monotonic() - restarted:.2f}s after the start")
     owners = await admin.fetch("select distinct lease_owner from floyo_pipeline.checkpoints")
@@ -168,15 +158,13 @@ async def test_kill_9_then_a_restart_under_the_same_replica_id_resumes_at_once(
 async def test_a_drain_past_its_grace_releases_the_leases_and_a_restart_resumes(
     effects_db: TestDatabase, admin: asyncpg.Connection
 ) -> None:
-    users = await make_users(admin, 4)
-    await insert_events(admin, users, 10)
-    env = {"FLOYO_REPLICA_ID": "machine-1", "FLOYO_LEASE_TTL_SECONDS": "600"}
+    await users_with_events(admin, 4, 10)
     stuck = service(
         effects_db,
         FLOYO_BATCH_SIZE="5",
         FLOYO_TEST_HANDLER_DELAY="60",
         FLOYO_SHUTDOWN_GRACE_SECONDS="2",
-        **env,
+        **MACHINE_1,
     ).start()
     await stuck.wait_for_event("lease.acquired")
     await asyncio.sleep(0.5)  # a batch is now sleeping in its handler, far past the grace
@@ -189,15 +177,14 @@ async def test_a_drain_past_its_grace_releases_the_leases_and_a_restart_resumes(
     )
     assert await admin.fetchval("select count(*) from floyo_pipeline.replicas") == 0
     assert await count_effects(admin) == 0  # the abandoned batch rolled back whole
-    again = service(effects_db, **env).start()
+    again = service(effects_db, **MACHINE_1).start()
     await wait_for_effects(admin, 40, timeout=30)
     assert await again.stop() == 0
     await assert_exactly_once_in_order(admin, "recorder", 40)
 
 
 async def test_second_signal_exits_at_once(effects_db: TestDatabase, admin: asyncpg.Connection) -> None:
-    users = await make_users(admin, 2)
-    await insert_events(admin, users, 20)
+    await users_with_events(admin, 2, 20)
     proc = service(
         effects_db, FLOYO_BATCH_SIZE="5", FLOYO_TEST_HANDLER_DELAY="5", FLOYO_SHUTDOWN_GRACE_SECONDS="60"
     ).start()
@@ -213,13 +200,8 @@ async def test_second_signal_exits_at_once(effects_db: TestDatabase, admin: asyn
 async def test_dead_letter_retry_and_replay_through_the_cli(
     effects_db: TestDatabase, admin: asyncpg.Connection
 ) -> None:
-    users = await make_users(admin, 2)
-    await insert_events(admin, users, 3)
-    poison = await admin.fetchval(
-        "insert into public.telemetry_events (user_id, occurred_at, app_id, event_type)"
-        " values ($1, now(), 'poison', 'app_focused') returning id",
-        users[0],
-    )
+    users = await users_with_events(admin, 2, 3)
+    poison = await insert_poison(admin, users[0])
     proc = service(effects_db).start()
     await wait_for_effects(admin, 6)
 
@@ -247,22 +229,21 @@ async def test_dead_letter_retry_and_replay_through_the_cli(
     )
     assert await admin.fetchval("select count(*) from public.test_effects where row_id = $1", poison) == 1
 
-    before = [tuple(r) for r in await admin.fetch(EFFECTS, "recorder")]
+    before = await recorded_effects(admin)
     await admin.execute("truncate public.test_effects")
     replayed = cli(effects_db, "replay", "--consumer", "recorder", "--from-start")
     assert replayed.returncode == 0 and "moved 64 checkpoint(s)" in replayed.stdout
     proc = service(effects_db).start()
     await wait_for_effects(admin, 7)  # the cured row now passes on the first try
     assert await proc.stop() == 0
-    after = [tuple(r) for r in await admin.fetch(EFFECTS, "recorder")]
+    after = await recorded_effects(admin)
     assert {r[0] for r in after} == {r[0] for r in before}
 
 
 async def test_status_reports_positions_lag_and_dead_letters(
     effects_db: TestDatabase, admin: asyncpg.Connection
 ) -> None:
-    users = await make_users(admin, 3)
-    await insert_events(admin, users, 4)
+    users = await users_with_events(admin, 3, 4)
     proc = service(effects_db).start()
     await wait_for_effects(admin, 12)
     assert await proc.stop() == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import asyncpg
@@ -11,6 +12,7 @@ from tests.support.pg import Cluster, TestDatabase, create_test_database, drop_t
 from tests.support.service import ServiceProcess, insert_events, make_users
 
 MIB = 1024 * 1024
+Backlog = Callable[[asyncpg.Connection, int], Awaitable[None]]
 
 
 def peak_rss(pid: int) -> int:
@@ -21,13 +23,13 @@ def peak_rss(pid: int) -> int:
     raise AssertionError("no VmHWM in /proc status")
 
 
-async def peak_for_backlog(cluster: Cluster, rows: int) -> int:
+async def peak_catching_up(cluster: Cluster, rows: int, backlog: Backlog) -> int:
+    """Peak RSS of the service (the CLI) catching up on the `rows` rows `backlog` puts in a new database."""
     db = await create_test_database(cluster)
     admin = await asyncpg.connect(db.admin_url)
     try:
         await admin.execute(EFFECTS_DDL)
-        users = await make_users(admin, 400)
-        await insert_events(admin, users, rows // 400)
+        await backlog(admin, rows)
         proc = ServiceProcess(
             db.service_url,
             env={"FLOYO_CONSUMERS": "tests.support.consumers:recorders", "FLOYO_LOG_LEVEL": "warning"},
@@ -42,49 +44,38 @@ async def peak_for_backlog(cluster: Cluster, rows: int) -> int:
         await drop_test_database(cluster, db.name)
 
 
+async def small_rows(admin: asyncpg.Connection, rows: int) -> None:
+    users = await make_users(admin, 400)
+    await insert_events(admin, users, rows // 400)
+
+
+async def megabyte_rows(admin: asyncpg.Connection, rows: int) -> None:
+    """`rows` rows of two users, each with 1 MB of metadata."""
+    users = await make_users(admin, 2)
+    await admin.execute(
+        """insert into public.telemetry_events (user_id, occurred_at, app_id, event_type, metadata)
+           select u, now(), 'vscode', 'app_focused',
+                  jsonb_build_object('blob', repeat(md5(g::text), 31250))
+           from generate_series(1, $2) g, unnest($1::uuid[]) u""",
+        users,
+        rows // 2,
+    )
+
+
 async def test_peak_memory_is_bounded_whatever_the_backlog(template: Cluster, database: TestDatabase) -> None:
-    small = await peak_for_backlog(template, 50_000)
-    large = await peak_for_backlog(template, 200_000)
+    small = await peak_catching_up(template, 50_000, small_rows)
+    large = await peak_catching_up(template, 200_000, small_rows)
     print(f"peak RSS: 50k backlog {small / MIB:.1f} MiB, 200k backlog {large / MIB:.1f} MiB")
     assert large < 200 * MIB
     # Four times the backlog may not cost more than a small constant (allocator noise).
     assert large - small < 16 * MIB
 
 
-async def peak_for_large_rows(cluster: Cluster, rows: int) -> int:
-    """Peak RSS of the service catching up on `rows` rows of two users, each with 1 MB of metadata."""
-    db = await create_test_database(cluster)
-    admin = await asyncpg.connect(db.admin_url)
-    try:
-        await admin.execute(EFFECTS_DDL)
-        users = await make_users(admin, 2)
-        await admin.execute(
-            """insert into public.telemetry_events (user_id, occurred_at, app_id, event_type, metadata)
-               select u, now(), 'vscode', 'app_focused',
-                      jsonb_build_object('blob', repeat(md5(g::text), 31250))
-               from generate_series(1, $2) g, unnest($1::uuid[]) u""",
-            users,
-            rows // 2,
-        )
-        proc = ServiceProcess(
-            db.service_url,
-            env={"FLOYO_CONSUMERS": "tests.support.consumers:recorders", "FLOYO_LOG_LEVEL": "warning"},
-        ).start()
-        await wait_for_effects(admin, rows, timeout=240)
-        assert proc.proc is not None
-        peak = peak_rss(proc.proc.pid)
-        assert await proc.stop() == 0
-        return peak
-    finally:
-        await admin.close()
-        await drop_test_database(cluster, db.name)
-
-
 async def test_peak_memory_is_bounded_in_bytes_for_rows_of_a_megabyte(
     template: Cluster, database: TestDatabase
 ) -> None:
-    small = await peak_for_large_rows(template, 100)
-    large = await peak_for_large_rows(template, 400)
+    small = await peak_catching_up(template, 100, megabyte_rows)
+    large = await peak_catching_up(template, 400, megabyte_rows)
     print(f"peak RSS with 1 MB rows: 100 rows {small / MIB:.1f} MiB, 400 rows {large / MIB:.1f} MiB")
     assert large < 200 * MIB
     assert large - small < 32 * MIB

@@ -8,10 +8,11 @@ Examples per stream: FLOYO_PROPERTY_EXAMPLES (default 40), so the suite's time s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -143,7 +144,26 @@ async def settle(w: World, canary_id: int) -> None:
     assert count == w.canaries
 
 
-telemetry_rows = st.lists(
+def batches(row: st.SearchStrategy[dict[str, Any]]) -> st.SearchStrategy[list[dict[str, Any]]]:
+    return st.lists(row, min_size=1, max_size=3)
+
+
+async def insert_each_then_settle(
+    w: World, rows: list[dict[str, Any]], insert: Callable[[dict[str, Any]], Awaitable[None]]
+) -> None:
+    """Insert each row the database accepts (one it refuses is not a row the pipeline can ever see),
+    then a canary row, and wait until the service settles (see `settle`)."""
+    for row in rows:
+        with contextlib.suppress(
+            asyncpg.DataError,
+            asyncpg.IntegrityConstraintViolationError,
+            asyncpg.ProgramLimitExceededError,
+        ):
+            await insert(row)
+    await settle(w, await insert_canary(w))
+
+
+telemetry_rows = batches(
     st.fixed_dictionaries(
         {
             "user": st.integers(0, 2),
@@ -156,9 +176,7 @@ telemetry_rows = st.lists(
             "duration_ms": st.one_of(st.none(), st.integers(0, 2**31 - 1)),
             "metadata": json_objects,
         }
-    ),
-    min_size=1,
-    max_size=3,
+    )
 )
 
 
@@ -167,32 +185,26 @@ telemetry_rows = st.lists(
 async def test_any_telemetry_row_is_processed_or_dead_lettered(
     world: World, rows: list[dict[str, Any]]
 ) -> None:
-    for row in rows:
+    async def insert(row: dict[str, Any]) -> None:
         user = world.users[row["user"]]
-        try:
-            async with as_user(world.admin, user) as c:
-                await c.execute(
-                    """insert into public.telemetry_events
-                         (user_id, occurred_at, app_id, event_type, file_path, duration_ms, metadata)
-                       values ($1, $2::text::timestamptz, $3, $4, $5, $6, $7::text::jsonb)""",
-                    user,
-                    row["occurred_at"],
-                    row["app_id"],
-                    row["event_type"],
-                    row["file_path"],
-                    row["duration_ms"],
-                    row["metadata"],
-                )
-        except (
-            asyncpg.DataError,
-            asyncpg.IntegrityConstraintViolationError,
-            asyncpg.ProgramLimitExceededError,
-        ):
-            continue  # the database refuses it: not a row the pipeline can ever see
-    await settle(world, await insert_canary(world))
+        async with as_user(world.admin, user) as c:
+            await c.execute(
+                """insert into public.telemetry_events
+                     (user_id, occurred_at, app_id, event_type, file_path, duration_ms, metadata)
+                   values ($1, $2::text::timestamptz, $3, $4, $5, $6, $7::text::jsonb)""",
+                user,
+                row["occurred_at"],
+                row["app_id"],
+                row["event_type"],
+                row["file_path"],
+                row["duration_ms"],
+                row["metadata"],
+            )
+
+    await insert_each_then_settle(world, rows, insert)
 
 
-metrics_rows = st.lists(
+metrics_rows = batches(
     st.fixed_dictionaries(
         {
             "ts": timestamps,
@@ -208,9 +220,7 @@ metrics_rows = st.lists(
                 ).map(json.dumps),
             ),
         }
-    ),
-    min_size=1,
-    max_size=3,
+    )
 )
 
 
@@ -219,20 +229,14 @@ metrics_rows = st.lists(
 async def test_any_metrics_log_row_is_processed_or_dead_lettered(
     world: World, rows: list[dict[str, Any]]
 ) -> None:
-    for row in rows:
-        try:
-            async with as_service_role(world.admin) as c:
-                await c.execute(
-                    "insert into public.metrics_log (ts, source, metric)"
-                    " values ($1::text::timestamptz, $2, $3::text::jsonb)",
-                    row["ts"],
-                    row["source"],
-                    row["metric"],
-                )
-        except (
-            asyncpg.DataError,
-            asyncpg.IntegrityConstraintViolationError,
-            asyncpg.ProgramLimitExceededError,
-        ):
-            continue
-    await settle(world, await insert_canary(world))
+    async def insert(row: dict[str, Any]) -> None:
+        async with as_service_role(world.admin) as c:
+            await c.execute(
+                "insert into public.metrics_log (ts, source, metric)"
+                " values ($1::text::timestamptz, $2, $3::text::jsonb)",
+                row["ts"],
+                row["source"],
+                row["metric"],
+            )
+
+    await insert_each_then_settle(world, rows, insert)

@@ -5,10 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import os
 import signal
-import subprocess
-import sys
 import uuid
 from datetime import datetime
 from pathlib import Path
@@ -21,7 +18,7 @@ from floyo_pipeline.logs import configure_logging, get_logger, scrub, secret_val
 from tests.support.consumers import EFFECTS_DDL, wait_for_effects
 from tests.support.ops import http
 from tests.support.pg import SERVICE_USER, TestDatabase, with_database
-from tests.support.service import ROOT, ServiceProcess, insert_events, make_users, wait_until
+from tests.support.service import ServiceProcess, fresh_env, insert_events, make_users, run_cli, wait_until
 
 PASSWORD = "Planted-Db-Pass-7f3a"
 SUPABASE_KEY = "planted.service-role.key-91c2e4"
@@ -200,35 +197,22 @@ async def test_a_database_outage_is_logged_in_json_lines_only(
     assert [e["event"] for e in events][-1] == "service.stopped"
 
 
-def operator(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "floyo_pipeline", *args],
-        env={**env, "PYTHONPATH": str(ROOT)},
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-
-
 def test_operator_commands_keep_stdout_for_their_output(tmp_path: Path) -> None:
     """With the embedded database (whose start is logged) the output is still clean on stdout."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOYO_") and k != "DATABASE_URL"}
-    env.update({"FLOYO_EMBEDDED": "true", "FLOYO_DATA_DIR": str(tmp_path / "data")})
-    migrated = operator(env, "migrate")
+    env = fresh_env(FLOYO_EMBEDDED="true", FLOYO_DATA_DIR=str(tmp_path / "data"))
+    migrated = run_cli("migrate", env=env, timeout=180)
     assert migrated.returncode == 0, migrated.stderr
     assert migrated.stdout.splitlines()[-1].endswith("migration(s) applied")
-    status = operator(env, "status", "--json")
+    status = run_cli("status", "--json", env=env, timeout=180)
     assert status.returncode == 0, status.stderr
     doc = json.loads(status.stdout)  # one JSON document, nothing else
     assert {"consumers", "partitions", "dead_letters"} <= set(doc)
     logged = [json.loads(line) for line in status.stderr.splitlines()]  # logs: JSON, on stderr
     assert "embedded.ready" in [e["event"] for e in logged]
-    listed = operator(env, "dead-letters", "list", "--json")
+    listed = run_cli("dead-letters", "list", "--json", env=env, timeout=180)
     assert listed.returncode == 0, listed.stderr
     assert json.loads(listed.stdout) == []
-    checked = operator(env, "validate-schema")
+    checked = run_cli("validate-schema", env=env, timeout=180)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert checked.stdout.startswith("schema OK") and len(checked.stdout.splitlines()) == 1
     assert all(json.loads(line)["event"] for line in checked.stderr.splitlines())

@@ -27,42 +27,19 @@ import pytest
 from floyo_pipeline import exits
 from tests.support.ops import free_port
 from tests.support.pg import TestDatabase, with_database
-from tests.support.service import ROOT
+from tests.support.service import ROOT, fresh_env, run_cli
 
 SECRET = "Startup-Secret-0b7c"
 
 
 def clean_env(tmp_path: Path, **env: str) -> dict[str, str]:
-    """The environment of a fresh shell: no FLOYO_*, no DATABASE_URL, a data folder that must stay unused."""
-    base = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("FLOYO_", "SUPABASE_")) and k not in {"DATABASE_URL", "TEST_DATABASE_URL"}
-    }
-    return {
-        **base,
-        "PYTHONPATH": str(ROOT),
-        "FLOYO_DATA_DIR": str(tmp_path / "data"),
-        "FLOYO_HTTP_PORT": "0",
-        **env,
-    }
-
-
-def cli(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "floyo_pipeline", *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    """A fresh shell's environment with a data folder that must stay unused."""
+    return fresh_env({"FLOYO_DATA_DIR": str(tmp_path / "data"), "FLOYO_HTTP_PORT": "0"}, env)
 
 
 async def acli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    """`cli` off the event loop (the tests' Postgres connections live on it)."""
-    return await asyncio.to_thread(cli, env, *args)
+    """`run_cli` off the event loop (the tests' Postgres connections live on it)."""
+    return await asyncio.to_thread(run_cli, *args, env=env)
 
 
 def json_lines(text: str) -> list[dict[str, Any]]:
@@ -131,7 +108,7 @@ def silent() -> Iterator[SilentServer]:
 
 @pytest.mark.parametrize("command", [["run"], ["status", "--json"], ["migrate"], ["validate-schema"]])
 def test_no_database_configured_is_one_line_and_exit_2(tmp_path: Path, command: list[str]) -> None:
-    done = cli(clean_env(tmp_path), *command)
+    done = run_cli(*command, env=clean_env(tmp_path))
     one_line(done, exits.USAGE, "no database configured", "DATABASE_URL", "FLOYO_EMBEDDED")
     assert done.stdout == ""
     assert not (tmp_path / "data").exists(), "an embedded Postgres was started without being asked for"
@@ -139,7 +116,7 @@ def test_no_database_configured_is_one_line_and_exit_2(tmp_path: Path, command: 
 
 def test_database_url_and_embedded_together_is_a_config_error(tmp_path: Path) -> None:
     env = clean_env(tmp_path, DATABASE_URL=f"postgresql://u:{SECRET}@localhost/x", FLOYO_EMBEDDED="true")
-    one_line(cli(env, "run"), exits.USAGE, "DATABASE_URL", "FLOYO_EMBEDDED")
+    one_line(run_cli("run", env=env), exits.USAGE, "DATABASE_URL", "FLOYO_EMBEDDED")
 
 
 @pytest.mark.parametrize(
@@ -153,7 +130,7 @@ def test_database_url_and_embedded_together_is_a_config_error(tmp_path: Path) ->
 )
 @pytest.mark.parametrize("command", ["run", "status"])
 def test_malformed_database_url_is_one_line_and_exit_2(tmp_path: Path, url: str, command: str) -> None:
-    done = cli(clean_env(tmp_path, DATABASE_URL=url), command)
+    done = run_cli(command, env=clean_env(tmp_path, DATABASE_URL=url))
     line = one_line(done, exits.USAGE, "invalid configuration: DATABASE_URL")
     assert "db.example.com" not in line  # the value is never echoed
 
@@ -163,14 +140,15 @@ def test_a_database_that_never_answers_fails_within_the_connect_bound(
     tmp_path: Path, silent: SilentServer, command: list[str]
 ) -> None:
     env = clean_env(tmp_path, DATABASE_URL=silent.url, FLOYO_CONNECT_TIMEOUT_SECONDS="2")
-    done = cli(env, *command, timeout=60)  # asyncpg's own default would wait 60 s
+    done = run_cli(*command, env=env, timeout=60)  # asyncpg's own default would wait 60 s
     assert silent.accepted.is_set(), "the command never reached the server"
     one_line(done, exits.DATABASE_UNREACHABLE, "did not answer within 2 s", "FLOYO_CONNECT_TIMEOUT_SECONDS")
 
 
 def test_a_refused_connection_is_one_line_and_exit_3(tmp_path: Path) -> None:
     url = f"postgresql://floyo:{SECRET}@127.0.0.1:{free_port()}/postgres"
-    one_line(cli(clean_env(tmp_path, DATABASE_URL=url), "run"), exits.DATABASE_UNREACHABLE, "DATABASE_URL")
+    done = run_cli("run", env=clean_env(tmp_path, DATABASE_URL=url))
+    one_line(done, exits.DATABASE_UNREACHABLE, "DATABASE_URL")
 
 
 def _children(pid: int) -> list[int]:
@@ -221,12 +199,26 @@ def test_sigterm_while_the_connect_hangs_ends_the_process_at_once(
     assert names == ["service.stopping", "service.stopped"], names
 
 
+class Roles:
+    """Roles a test creates (cluster-wide, so uniquely named); dropped after the test."""
+
+    def __init__(self, superuser: asyncpg.Connection) -> None:
+        self.superuser = superuser
+        self.made: list[str] = []
+
+    async def create(self, kind: str, options: str) -> str:
+        """`create role <a new name> <options>`; the name."""
+        name = role_name(kind)
+        await self.superuser.execute(f"create role {name} {options}")
+        self.made.append(name)
+        return name
+
+
 @pytest.fixture
-async def roles(superuser: asyncpg.Connection) -> AsyncIterator[list[str]]:
-    """Roles a test creates (cluster-wide, so uniquely named); dropped afterwards."""
-    made: list[str] = []
+async def roles(superuser: asyncpg.Connection) -> AsyncIterator[Roles]:
+    made = Roles(superuser)
     yield made
-    for role in reversed(made):
+    for role in reversed(made.made):
         await superuser.execute(f"drop owned by {role} cascade")
         await superuser.execute(f"drop role if exists {role}")
 
@@ -241,23 +233,17 @@ def url_as(database: TestDatabase, user: str) -> str:
 
 @pytest.mark.parametrize("kind", ["superuser", "bypassrls", "member_of_superuser", "member_of_bypassrls"])
 async def test_a_login_role_with_more_privilege_than_the_worker_is_refused(
-    tmp_path: Path, database: TestDatabase, superuser: asyncpg.Connection, roles: list[str], kind: str
+    tmp_path: Path, database: TestDatabase, roles: Roles, kind: str
 ) -> None:
-    login = role_name("login")
     if kind in {"superuser", "bypassrls"}:
-        await superuser.execute(f"create role {login} login {kind} in role floyo_pipeline_worker")
-        roles.append(login)
+        login = await roles.create("login", f"login {kind} in role floyo_pipeline_worker")
         expected = "it has superuser" if kind == "superuser" else "it has BYPASSRLS"
     else:
         power = kind.removeprefix("member_of_")
-        powerful, middle = role_name(power), role_name("middle")
         # Indirect and without inheritance: it could still `set role` to the powerful one.
-        await superuser.execute(f"create role {powerful} nologin {power}")
-        await superuser.execute(f"create role {middle} nologin noinherit in role {powerful}")
-        await superuser.execute(
-            f"create role {login} login noinherit in role floyo_pipeline_worker, {middle}"
-        )
-        roles.extend([powerful, middle, login])
+        powerful = await roles.create(power, f"nologin {power}")
+        middle = await roles.create("middle", f"nologin noinherit in role {powerful}")
+        login = await roles.create("login", f"login noinherit in role floyo_pipeline_worker, {middle}")
         expected = f"its role {powerful} has {'superuser' if power == 'superuser' else 'BYPASSRLS'}"
     env = clean_env(tmp_path, DATABASE_URL=url_as(database, login))
     done = await acli(env, "run")
@@ -266,11 +252,9 @@ async def test_a_login_role_with_more_privilege_than_the_worker_is_refused(
 
 
 async def test_the_superuser_override_still_lets_it_start(
-    tmp_path: Path, database: TestDatabase, superuser: asyncpg.Connection, roles: list[str]
+    tmp_path: Path, database: TestDatabase, roles: Roles
 ) -> None:
-    login = role_name("login")
-    await superuser.execute(f"create role {login} login superuser")
-    roles.append(login)
+    login = await roles.create("login", "login superuser")
     env = clean_env(tmp_path, DATABASE_URL=url_as(database, login), FLOYO_ALLOW_SUPERUSER="true")
     assert await asyncio.to_thread(start_then_stop, env) == 0
 
@@ -305,16 +289,12 @@ async def test_an_unknown_role_is_one_line_and_exit_4(tmp_path: Path, database: 
 
 
 async def test_a_wrong_password_is_one_line_and_exit_4(
-    tmp_path: Path, database: TestDatabase, superuser: asyncpg.Connection, roles: list[str]
+    tmp_path: Path, database: TestDatabase, superuser: asyncpg.Connection, roles: Roles
 ) -> None:
     hba = Path(await superuser.fetchval("show hba_file"))
     if not os.access(hba, os.W_OK):
         pytest.skip("the test database's pg_hba.conf is not on this machine (TEST_DATABASE_URL)")
-    login = role_name("pw")
-    await superuser.execute(
-        f"create role {login} login password 'the-right-one' in role floyo_pipeline_worker"
-    )
-    roles.append(login)
+    login = await roles.create("pw", "login password 'the-right-one' in role floyo_pipeline_worker")
     original = await asyncio.to_thread(hba.read_text)
     # Passwords are checked for this role only (the test cluster trusts local connections).
     rules = f"local all {login} scram-sha-256\nhost all {login} all scram-sha-256\n"
@@ -334,11 +314,9 @@ async def test_a_wrong_password_is_one_line_and_exit_4(
 
 
 async def test_a_role_without_the_worker_grants_is_one_line_and_exit_4(
-    tmp_path: Path, database: TestDatabase, superuser: asyncpg.Connection, roles: list[str]
+    tmp_path: Path, database: TestDatabase, roles: Roles
 ) -> None:
-    login = role_name("bare")
-    await superuser.execute(f"create role {login} login")
-    roles.append(login)
+    login = await roles.create("bare", "login")
     env = clean_env(tmp_path, DATABASE_URL=url_as(database, login))
     one_line(await acli(env, "run"), exits.DATABASE_REFUSED, "permission denied", "floyo_pipeline_worker")
     one_line(await acli(env, "status"), exits.DATABASE_REFUSED, "permission denied")

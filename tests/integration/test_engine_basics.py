@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import asyncpg
 
-from tests.support.consumers import EFFECTS_DDL, EffectRecorder
+from tests.support.consumers import EffectRecorder
 from tests.support.pg import TestDatabase
-from tests.support.service import ServiceProcess, insert_events, make_users, running_service, wait_until
+from tests.support.service import (
+    ServiceProcess,
+    insert_events,
+    running_service,
+    users_with_events,
+    wait_until,
+)
 
 
 async def effect_count(conn: asyncpg.Connection) -> int:
@@ -14,12 +20,10 @@ async def effect_count(conn: asyncpg.Connection) -> int:
 
 
 async def test_rows_reach_consumer_once_in_user_order(
-    database: TestDatabase, admin: asyncpg.Connection
+    effects_db: TestDatabase, admin: asyncpg.Connection
 ) -> None:
-    await admin.execute(EFFECTS_DDL)
-    users = await make_users(admin, 20)
-    await insert_events(admin, users, 30)
-    async with running_service(database.service_url, [EffectRecorder()], batch_size=7):
+    users = await users_with_events(admin, 20, 30)
+    async with running_service(effects_db.service_url, [EffectRecorder()], batch_size=7):
         await insert_events(admin, users, 20)
 
         async def done() -> bool:
@@ -38,11 +42,10 @@ async def test_rows_reach_consumer_once_in_user_order(
     assert leases == 0
 
 
-async def test_cli_subprocess_processes_rows(database: TestDatabase, admin: asyncpg.Connection) -> None:
-    await admin.execute(EFFECTS_DDL)
-    users = await make_users(admin, 5)
-    await insert_events(admin, users, 10)
-    proc = ServiceProcess(database.service_url, env={"FLOYO_CONSUMERS": "tests.support.consumers:recorders"})
+async def test_cli_subprocess_processes_rows(effects_db: TestDatabase, admin: asyncpg.Connection) -> None:
+    await users_with_events(admin, 5, 10)
+    recorders = {"FLOYO_CONSUMERS": "tests.support.consumers:recorders"}
+    proc = ServiceProcess(effects_db.service_url, env=recorders)
     proc.start()
     await proc.wait_for_event("service.started")
 

@@ -14,22 +14,15 @@ from floyo_pipeline.engine.wakeups import LISTEN_APPLICATION_NAME, WakeHub
 from floyo_pipeline.metrics import REGISTRY
 from floyo_pipeline.operations import replay
 from tests.support.consumers import (
-    EFFECTS_DDL,
     EffectRecorder,
     assert_exactly_once_in_order,
     count_effects,
+    insert_poison,
+    recorded_effects,
     wait_for_effects,
 )
 from tests.support.pg import TestDatabase
-from tests.support.service import insert_events, make_users, running_service, wait_until
-
-EFFECTS = "select row_id, user_id, user_seq from public.test_effects where consumer = $1 order by row_id"
-
-
-@pytest.fixture
-async def effects_db(database: TestDatabase, admin: asyncpg.Connection) -> TestDatabase:
-    await admin.execute(EFFECTS_DDL)
-    return database
+from tests.support.service import insert_events, make_users, running_service, users_with_events, wait_until
 
 
 async def test_sequence_gap_row_committed_late_is_processed(
@@ -52,18 +45,17 @@ async def test_sequence_gap_row_committed_late_is_processed(
         )
         assert row1 < row2
         await wait_for_effects(admin, 1)
-        assert [r["row_id"] for r in await admin.fetch(EFFECTS, "recorder")] == [row2]
+        assert [e[0] for e in await recorded_effects(admin)] == [row2]
         await tx.commit()
         await wait_for_effects(admin, 2)
-    assert sorted(r["row_id"] for r in await admin.fetch(EFFECTS, "recorder")) == [row1, row2]
+    assert sorted(e[0] for e in await recorded_effects(admin)) == [row1, row2]
     await slow.close()
 
 
 async def test_rows_inserted_while_down_are_processed_after_start(
     effects_db: TestDatabase, admin: asyncpg.Connection
 ) -> None:
-    users = await make_users(admin, 30)
-    await insert_events(admin, users, 20)
+    users = await users_with_events(admin, 30, 20)
     async with running_service(effects_db.service_url, [EffectRecorder()]):
         await wait_for_effects(admin, 600)
     await insert_events(admin, users, 10)  # while stopped
@@ -111,21 +103,19 @@ async def test_dropped_listen_connection_still_processes_rows(
 async def test_batch_size_does_not_change_effects(
     effects_db: TestDatabase, admin: asyncpg.Connection
 ) -> None:
-    users = await make_users(admin, 25)
-    await insert_events(admin, users, 20)
+    await users_with_events(admin, 25, 20)
     async with running_service(effects_db.service_url, [EffectRecorder("one")], batch_size=1):
         await wait_for_effects(admin, 500, "one")
     async with running_service(effects_db.service_url, [EffectRecorder("many")], batch_size=500):
         await wait_for_effects(admin, 500, "many")
-    one = [tuple(r) for r in await admin.fetch(EFFECTS, "one")]
-    many = [tuple(r) for r in await admin.fetch(EFFECTS, "many")]
+    one = await recorded_effects(admin, "one")
+    many = await recorded_effects(admin, "many")
     assert len(one) == 500
     assert one == many
 
 
 async def test_fenced_replica_cannot_commit(effects_db: TestDatabase, admin: asyncpg.Connection) -> None:
-    users = await make_users(admin, 1)
-    await insert_events(admin, users, 3)
+    await users_with_events(admin, 1, 3)
     partition = await admin.fetchval(
         "select floyo_pipeline.user_partition(user_id) from public.telemetry_events limit 1"
     )
@@ -161,13 +151,8 @@ async def test_fenced_replica_cannot_commit(effects_db: TestDatabase, admin: asy
 async def test_poison_row_is_dead_lettered_and_the_stream_goes_on(
     effects_db: TestDatabase, admin: asyncpg.Connection
 ) -> None:
-    users = await make_users(admin, 3)
-    await insert_events(admin, users, 4)
-    poison_id = await admin.fetchval(
-        "insert into public.telemetry_events (user_id, occurred_at, app_id, event_type)"
-        " values ($1, now(), 'poison', 'app_focused') returning id",
-        users[0],
-    )
+    users = await users_with_events(admin, 3, 4)
+    poison_id = await insert_poison(admin, users[0])
     await insert_events(admin, users, 4)
     async with running_service(effects_db.service_url, [EffectRecorder()], batch_size=50):
         await wait_for_effects(admin, 24)
@@ -193,8 +178,7 @@ async def test_poison_row_is_dead_lettered_and_the_stream_goes_on(
 async def test_transient_error_is_retried_not_dead_lettered(
     effects_db: TestDatabase, admin: asyncpg.Connection
 ) -> None:
-    users = await make_users(admin, 4)
-    await insert_events(admin, users, 5)
+    await users_with_events(admin, 4, 5)
     # Lock the effects table so the handler's insert waits, then kill that backend mid-batch:
     # the connection loss is transient, so the batch is retried and nothing is dead-lettered.
     locker = await connect(effects_db.admin_url)
@@ -227,26 +211,24 @@ async def test_transient_error_is_retried_not_dead_lettered(
 async def test_replay_from_start_reproduces_effects(
     effects_db: TestDatabase, admin: asyncpg.Connection
 ) -> None:
-    users = await make_users(admin, 12)
-    await insert_events(admin, users, 15)
+    await users_with_events(admin, 12, 15)
     async with running_service(effects_db.service_url, [EffectRecorder()], batch_size=13):
         await wait_for_effects(admin, 180)
-    before = [tuple(r) for r in await admin.fetch(EFFECTS, "recorder")]
+    before = await recorded_effects(admin)
     await admin.execute("truncate public.test_effects")
     service = await connect(effects_db.service_url)
     assert await replay(service, "recorder", None, force=False) == 64
     await service.close()
     async with running_service(effects_db.service_url, [EffectRecorder()], batch_size=29):
         await wait_for_effects(admin, 180)
-    after = [tuple(r) for r in await admin.fetch(EFFECTS, "recorder")]
+    after = await recorded_effects(admin)
     assert after == before
 
 
 async def test_unsubscribed_event_types_are_counted_not_processed(
     effects_db: TestDatabase, admin: asyncpg.Connection
 ) -> None:
-    users = await make_users(admin, 2)
-    await insert_events(admin, users, 3, event_type="file_opened")
+    users = await users_with_events(admin, 2, 3, event_type="file_opened")
     await insert_events(admin, users, 3, event_type="something_new")
     only_files = EffectRecorder("files", frozenset({"file_opened"}))
     unrouted_before = unrouted("files")
@@ -275,8 +257,7 @@ def unrouted(consumer: str) -> float:
 async def test_replay_since_reprocesses_only_later_rows(
     effects_db: TestDatabase, admin: asyncpg.Connection
 ) -> None:
-    users = await make_users(admin, 10)
-    await insert_events(admin, users, 5)
+    users = await users_with_events(admin, 10, 5)
     since = await admin.fetchval("select clock_timestamp()")
     await insert_events(admin, users, 3)
     async with running_service(effects_db.service_url, [EffectRecorder()]):

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Callable
 
 import asyncpg
@@ -16,18 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.support.consumers import EFFECTS_DDL, EffectRecorder
 from tests.support.ops import Reply, http, require_binary, sample, serving
 from tests.support.pg import SERVICE_USER, TestDatabase
-from tests.support.service import ROOT, insert_events, make_users, wait_until
-
-
-def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "floyo_pipeline", *args],
-        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+from tests.support.service import fresh_env, insert_events, make_users, run_cli, wait_until
 
 
 async def scrape_until(url: str, check: Callable[[str], bool], what: str) -> str:
@@ -41,6 +28,12 @@ async def scrape_until(url: str, check: Callable[[str], bool], what: str) -> str
 
     await wait_until(holds, timeout=10, what=what)
     return text
+
+
+def processed_total(metrics: str) -> float | None:
+    """The recorder's count of processed telemetry rows in a /metrics text."""
+    labels = {"stream": "telemetry_events", "consumer": "recorder", "outcome": "processed"}
+    return sample(metrics, "floyo_pipeline_events_total", **labels)
 
 
 async def effect_count(conn: asyncpg.Connection) -> int:
@@ -85,7 +78,7 @@ async def test_endpoints_answer_over_http(database: TestDatabase, admin: asyncpg
         assert {"position", "lag_rows", "lag_seconds", "lease_owner"} <= set(body["partitions"][0])
 
         # The same document as `floyo-pipeline status --json` (lease expiry moves with each renewal).
-        cli = run_cli("status", "--json", env={"DATABASE_URL": database.service_url})
+        cli = run_cli("status", "--json", env=fresh_env(DATABASE_URL=database.service_url))
         assert cli.returncode == 0, cli.stderr
         from_cli = json.loads(cli.stdout)
         assert from_cli["consumers"] == body["consumers"]
@@ -122,16 +115,7 @@ async def test_metrics_text_openmetrics_promtool_and_counts(
     )
     async with serving(database.service_url, [EffectRecorder()]) as svc:
         before = await http(svc.base + "/metrics")
-        base = (
-            sample(
-                before.body.decode(),
-                "floyo_pipeline_events_total",
-                stream="telemetry_events",
-                consumer="recorder",
-                outcome="processed",
-            )
-            or 0.0
-        )
+        base = processed_total(before.body.decode()) or 0.0
         n = await insert_events(admin, users, 20)
 
         async def processed() -> bool:
@@ -144,13 +128,7 @@ async def test_metrics_text_openmetrics_promtool_and_counts(
         assert reply.headers["content-type"].startswith("text/plain; version=0.0.4")
 
         def counted(text: str) -> bool:
-            after = sample(
-                text,
-                "floyo_pipeline_events_total",
-                stream="telemetry_events",
-                consumer="recorder",
-                outcome="processed",
-            )
+            after = processed_total(text)
             return after is not None and after - base == n
 
         text = await scrape_until(svc.base + "/metrics", counted, f"{n} rows counted as processed")
@@ -168,13 +146,7 @@ async def test_metrics_text_openmetrics_promtool_and_counts(
             "floyo_pipeline_build_info",
         ):
             assert expected in names, expected
-        after = sample(
-            text,
-            "floyo_pipeline_events_total",
-            stream="telemetry_events",
-            consumer="recorder",
-            outcome="processed",
-        )
+        after = processed_total(text)
         assert after is not None and after - base == n
         assert sample(text, "floyo_pipeline_lag_events", consumer="ghost", stream="telemetry_events") == n
         assert sample(text, "floyo_pipeline_lag_events", consumer="recorder", stream="telemetry_events") == 0
@@ -228,7 +200,7 @@ async def test_readyz_follows_a_database_outage(database: TestDatabase, admin: a
     try:
         async with serving(database.service_url, [EffectRecorder()]) as svc:
             assert (await http(svc.base + "/readyz")).status == 200
-            port_env = {"FLOYO_HTTP_PORT": str(svc.http.port), "FLOYO_HTTP_HOST": "127.0.0.1"}
+            port_env = fresh_env(FLOYO_HTTP_PORT=str(svc.http.port), FLOYO_HTTP_HOST="127.0.0.1")
             ok = await asyncio.to_thread(run_cli, "healthcheck", env=port_env)
             assert ok.returncode == 0, ok.stdout + ok.stderr
             assert ok.stdout.startswith("ready")
@@ -266,6 +238,6 @@ async def test_readyz_follows_a_database_outage(database: TestDatabase, admin: a
 async def test_healthcheck_without_a_service_fails_with_the_reason() -> None:
     from tests.support.ops import free_port
 
-    result = await asyncio.to_thread(run_cli, "healthcheck", env={"FLOYO_HTTP_PORT": str(free_port())})
+    result = await asyncio.to_thread(run_cli, "healthcheck", env=fresh_env(FLOYO_HTTP_PORT=str(free_port())))
     assert result.returncode == 1
     assert result.stdout.startswith("not ready:") and "/readyz" in result.stdout

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,7 +17,7 @@ from floyo_pipeline.schedule import ScheduleError, parse_schedule
 from tests.support.consumers import EffectRecorder
 from tests.support.ops import serving
 from tests.support.pg import TestDatabase
-from tests.support.service import ROOT, wait_until
+from tests.support.service import fresh_env, run_cli, wait_until
 
 
 def at(text: str) -> datetime:
@@ -64,13 +61,7 @@ def test_bad_schedules_are_refused(text: str) -> None:
 
 
 def test_bad_schedule_is_one_line_and_exit_2() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "floyo_pipeline", "healthcheck"],
-        env={**os.environ, "PYTHONPATH": str(ROOT), "FLOYO_METRICS_SNAPSHOT_SCHEDULE": "61 * * * *"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_cli("healthcheck", env=fresh_env(FLOYO_METRICS_SNAPSHOT_SCHEDULE="61 * * * *"))
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "FLOYO_METRICS_SNAPSHOT_SCHEDULE" in lines[0] and "minute" in lines[0]

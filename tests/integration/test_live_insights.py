@@ -37,13 +37,10 @@ def access_token(user: uuid.UUID) -> str:
 
 @pytest.fixture
 async def server(database: TestDatabase) -> AsyncIterator[RealtimeTestServer]:
-    srv = await RealtimeTestServer(
+    async with RealtimeTestServer(
         database.admin_url, keys={ANON_KEY: {"role": "anon"}}, jwt_secret=SECRET
-    ).start()
-    try:
+    ) as srv:
         yield srv
-    finally:
-        await srv.stop()
 
 
 class Watcher:

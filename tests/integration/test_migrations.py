@@ -5,8 +5,6 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -24,8 +22,8 @@ from floyo_pipeline.migrations import (
     migrate_down,
 )
 from tests.support.pg import Cluster, bootstrap, create_database, with_database
+from tests.support.service import ROOT, fresh_env, run_cli
 
-ROOT = Path(__file__).resolve().parents[2]
 MIGRATIONS = ROOT / "supabase" / "migrations"
 _counter = itertools.count(1)
 
@@ -234,29 +232,16 @@ async def test_failing_migration_stops_with_file_and_error_and_keeps_earlier(
     assert [m.version for m in applied] == ["20261126000150", real[1].version]
 
 
-def run_cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLOYO_", "SUPABASE_"))}
-    env["DATABASE_URL"] = url
-    return subprocess.run(
-        [sys.executable, "-m", "floyo_pipeline", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 async def test_cli_migrate_down_to_and_up(empty_db: asyncpg.Connection, cluster: Cluster) -> None:
     name = await empty_db.fetchval("select current_database()")
-    url = cluster.owner_url(name)
+    env = fresh_env(DATABASE_URL=cluster.owner_url(name))
     migrations = discover(MIGRATIONS)
 
-    up = run_cli(url, "migrate")
+    up = run_cli("migrate", env=env)
     assert up.returncode == 0, up.stderr
     assert f"{len(migrations)} migration(s) applied" in up.stdout
 
-    down = run_cli(url, "migrate", "--down-to", migrations[1].version)
+    down = run_cli("migrate", "--down-to", migrations[1].version, env=env)
     assert down.returncode == 0, down.stderr
     rolled = [line for line in down.stdout.splitlines() if line.startswith("rolled back ")]
     assert rolled == [f"rolled back {m.version}_{m.name}" for m in reversed(migrations[2:])]
@@ -267,12 +252,12 @@ async def test_cli_migrate_down_to_and_up(empty_db: asyncpg.Connection, cluster:
     )
     assert await empty_db.fetchval("select count(*) from pg_policies where tablename = 'patterns'") == 0
 
-    unknown = run_cli(url, "migrate", "--down-to", "20000101000000")
+    unknown = run_cli("migrate", "--down-to", "20000101000000", env=env)
     assert unknown.returncode == 1
     assert "unknown migration version '20000101000000'" in unknown.stderr
     assert "Traceback" not in unknown.stderr
 
-    again = run_cli(url, "migrate")
+    again = run_cli("migrate", env=env)
     assert again.returncode == 0, again.stderr
     assert f"{len(migrations) - 2} migration(s) applied" in again.stdout
 

@@ -8,10 +8,11 @@ come from a Realtime hint or the catch-up pass after a (re)subscribe.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -24,7 +25,15 @@ from tests.support.consumers import EFFECTS_DDL, EffectRecorder
 from tests.support.ops import http, serving
 from tests.support.pg import TestDatabase
 from tests.support.realtime_server import RealtimeTestServer
-from tests.support.service import ROOT, ServiceProcess, insert_events, make_users, running_service, wait_until
+from tests.support.service import (
+    ServiceProcess,
+    fresh_env,
+    insert_events,
+    make_users,
+    run_cli,
+    running_service,
+    wait_until,
+)
 
 KEY = "test-service-role-key-5f2c9a"
 ANON_KEY = "test-anon-key-77d01e"
@@ -42,11 +51,8 @@ JUNK_FRAMES: tuple[str | bytes, ...] = (
 
 @pytest.fixture
 async def server(database: TestDatabase) -> AsyncIterator[RealtimeTestServer]:
-    srv = await RealtimeTestServer(database.admin_url, keys={KEY: {"role": "service_role"}}).start()
-    try:
+    async with RealtimeTestServer(database.admin_url, keys={KEY: {"role": "service_role"}}) as srv:
         yield srv
-    finally:
-        await srv.stop()
 
 
 def fast_source(server: RealtimeTestServer, database: TestDatabase, key: str = KEY) -> RealtimeSource:
@@ -118,97 +124,128 @@ async def wait_leases(admin: asyncpg.Connection) -> None:
     await wait_until(held, timeout=WAIT, what="all leases held")
 
 
+@dataclass
+class Realtime:
+    """The service woken by a fast Realtime source, as a test sees it."""
+
+    source: RealtimeSource
+    users: list[uuid.UUID]
+    logs: list[MutableMapping[str, Any]]
+    task: asyncio.Task[int]
+    base: str  # the HTTP port's address, where the test asked for it
+
+    async def connected(self, what: str = "realtime ready") -> None:
+        await wait_until(check(lambda: self.source.health.connected), timeout=WAIT, what=what)
+
+
+@asynccontextmanager
+async def realtime_service(
+    database: TestDatabase,
+    admin: asyncpg.Connection,
+    server: RealtimeTestServer,
+    users: int = 3,
+    key: str = KEY,
+    ready: bool = True,
+    logged: bool = True,
+    http_port: bool = False,
+) -> AsyncIterator[Realtime]:
+    """The effects table, `users` users, and the service recording effects, woken by a fast Realtime
+    source and polling only every minute; its logs captured if `logged`, its HTTP port if `http_port`.
+    With `ready` the block starts once the source is connected and every lease is held."""
+    await admin.execute(EFFECTS_DDL)
+    made = await make_users(admin, users)
+    source = fast_source(server, database, key)
+    options: dict[str, Any] = {"sources": [source], "poll_interval_seconds": POLL_SECONDS}
+    async with AsyncExitStack() as stack:
+        logs = stack.enter_context(capture_logs()) if logged else []
+        if http_port:
+            svc = await stack.enter_async_context(
+                serving(database.service_url, [EffectRecorder()], **options)
+            )
+            run = Realtime(source, made, logs, svc.task, svc.base)
+        else:
+            task = await stack.enter_async_context(
+                running_service(database.service_url, [EffectRecorder()], **options)
+            )
+            run = Realtime(source, made, logs, task, "")
+        if ready:
+            await run.connected()
+            await wait_leases(admin)
+        yield run
+
+
 async def test_inserted_rows_wake_the_service_through_realtime(
     database: TestDatabase, admin: asyncpg.Connection, server: RealtimeTestServer
 ) -> None:
-    await admin.execute(EFFECTS_DDL)
-    users = await make_users(admin, 4)
-    source = fast_source(server, database)
-    async with running_service(
-        database.service_url, [EffectRecorder()], sources=[source], poll_interval_seconds=POLL_SECONDS
-    ):
-        await wait_until(check(lambda: source.health.connected), timeout=WAIT, what="realtime ready")
+    async with realtime_service(database, admin, server, users=4, logged=False) as rt:
         assert gauge() == 1
-        assert source.health.streams == {"telemetry_events": None, "metrics_log": None}
-        await wait_leases(admin)
+        assert rt.source.health.streams == {"telemetry_events": None, "metrics_log": None}
         total = 0
         for round_ in range(2):  # the second round starts with every worker idle
             before, sent = wakeups(), server.stats["changes_sent"]
-            total += await insert_events(admin, users, 5)
+            total += await insert_events(admin, rt.users, 5)
             await wait_effects(admin, total, f"effects of round {round_}")
             assert server.stats["changes_sent"] > sent
             assert wakeups() > before
         assert server.stats["connections"] == 2  # one websocket per stream
-    assert source.health.reason == "stopped"
+    assert rt.source.health.reason == "stopped"
 
 
 async def test_rows_inserted_before_subscribed_to_postgresql_are_caught_up(
     database: TestDatabase, admin: asyncpg.Connection, server: RealtimeTestServer
 ) -> None:
-    await admin.execute(EFFECTS_DDL)
-    users = await make_users(admin, 4)
-    source = fast_source(server, database)
     server.subscribed_gate.clear()  # SUBSCRIBED replies go out; "Subscribed to PostgreSQL" waits
-    async with running_service(
-        database.service_url, [EffectRecorder()], sources=[source], poll_interval_seconds=POLL_SECONDS
-    ):
+    async with realtime_service(database, admin, server, users=4, ready=False, logged=False) as rt:
         await wait_until(check(lambda: server.awaiting_subscribed == 2), timeout=WAIT, what="joins")
         await wait_leases(admin)
-        assert not source.health.connected
-        assert "Subscribed to PostgreSQL" in (source.health.reason or "")
-        total = await insert_events(admin, users, 3)
+        assert not rt.source.health.connected
+        assert "Subscribed to PostgreSQL" in (rt.source.health.reason or "")
+        total = await insert_events(admin, rt.users, 3)
         server.subscribed_gate.set()
-        await wait_until(check(lambda: source.health.connected), timeout=WAIT, what="realtime ready")
+        await rt.connected()
         await wait_effects(admin, total, "rows of the first gap")
 
         # The same gap after a reconnect: the server never delivers these rows, the catch-up does.
         server.subscribed_gate.clear()
         server.drop_all()
-        await wait_until(check(lambda: not source.health.connected), timeout=WAIT, what="drop noticed")
+        await wait_until(check(lambda: not rt.source.health.connected), timeout=WAIT, what="drop noticed")
         await wait_until(check(lambda: server.awaiting_subscribed == 2), timeout=WAIT, what="rejoins")
-        assert not source.health.connected
-        total += await insert_events(admin, users, 3)
+        assert not rt.source.health.connected
+        total += await insert_events(admin, rt.users, 3)
         server.subscribed_gate.set()
         await wait_effects(admin, total, "rows of the second gap")
-        assert source.health.connected
+        assert rt.source.health.connected
     assert server.stats["changes_sent"] == 0
 
 
 async def test_recovers_from_drop_and_refused_reconnects_exactly_once(
     database: TestDatabase, admin: asyncpg.Connection, server: RealtimeTestServer
 ) -> None:
-    await admin.execute(EFFECTS_DDL)
-    users = await make_users(admin, 5)
-    source = fast_source(server, database)
-    async with running_service(
-        database.service_url, [EffectRecorder()], sources=[source], poll_interval_seconds=POLL_SECONDS
-    ) as task:
-        await wait_until(check(lambda: source.health.connected), timeout=WAIT, what="realtime ready")
-        await wait_leases(admin)
-        total = await insert_events(admin, users, 4)
+    async with realtime_service(database, admin, server, users=5, logged=False) as rt:
+        total = await insert_events(admin, rt.users, 4)
         await wait_effects(admin, total, "effects before the outage")
 
         server.refusing = True
         server.drop_all()
-        await wait_until(check(lambda: not source.health.connected), timeout=WAIT, what="drop noticed")
-        total += await insert_events(admin, users, 4)
+        await wait_until(check(lambda: not rt.source.health.connected), timeout=WAIT, what="drop noticed")
+        total += await insert_events(admin, rt.users, 4)
         # More attempts than the client's own reconnect loop would ever make (it gives up after 5).
         await wait_until(
             check(lambda: server.stats["upgrades_refused"] >= 7), timeout=WAIT, what="refused retries"
         )
-        assert not source.health.connected
-        assert "503" in (source.health.reason or "")
+        assert not rt.source.health.connected
+        assert "503" in (rt.source.health.reason or "")
         assert gauge() == 0
         assert problem("auth") == 0  # an outage, not a key problem
-        total += await insert_events(admin, users, 4)
+        total += await insert_events(admin, rt.users, 4)
 
         server.refusing = False
-        await wait_until(check(lambda: source.health.connected), timeout=WAIT, what="recovery")
+        await rt.connected("recovery")
         await wait_effects(admin, total, "effects of rows inserted during the outage")
         assert gauge() == 1
-        total += await insert_events(admin, users, 2)
+        total += await insert_events(admin, rt.users, 2)
         await wait_effects(admin, total, "effects after recovery")
-        assert not task.done()
+        assert not rt.task.done()
 
 
 @pytest.mark.parametrize(
@@ -226,104 +263,86 @@ async def test_key_refused_at_the_upgrade_is_named_backs_off_slowly_and_shows_in
     """A wrong or expired key: the real server refuses the websocket upgrade (v2.28: 403 with an
     empty body; upstream: 401 with a JSON reason). Processing goes on at the poll interval, so the
     service stays ready; /readyz, the logs and the problem gauge say why hints are missing."""
-    await admin.execute(EFFECTS_DDL)
-    users = await make_users(admin, 3)
     server.keys = {"some-other-key": {"role": "service_role"}}
     server.refusal = "401" if refusal == "401" else "403"
-    source = fast_source(server, database)
-    with capture_logs() as logs:
-        async with serving(
-            database.service_url, [EffectRecorder()], sources=[source], poll_interval_seconds=POLL_SECONDS
-        ) as svc:
-            await wait_until(
-                check(lambda: len(events(logs, "source.reconnecting")) >= 4), timeout=WAIT, what="refusals"
-            )
-            ready = await http(svc.base + "/readyz")
-            assert ready.status == 200, ready.body
-            doc = ready.json()
-            assert doc["ready"] is True and doc["reasons"] == []
-            assert doc["wakeup"]["mode"] == "poll-fallback"
-            (realtime,) = [s for s in doc["wakeup"]["sources"] if s["name"] == "realtime"]
-            assert realtime["connected"] is False
-            assert f"auth refused: HTTP {status}" in realtime["reason"]
-            assert set(realtime["streams"]) == {"telemetry_events", "metrics_log"}
-            assert all(f"HTTP {status}" in why for why in realtime["streams"].values())
-            assert len(doc["degraded"]) == 1 and "realtime" in doc["degraded"][0]
-            assert "poll interval (60s)" in doc["degraded"][0]
-            assert problem("auth") == 1 and gauge() == 0
+    async with realtime_service(database, admin, server, ready=False, http_port=True) as rt:
+        await wait_until(
+            check(lambda: len(events(rt.logs, "source.reconnecting")) >= 4), timeout=WAIT, what="refusals"
+        )
+        ready = await http(rt.base + "/readyz")
+        assert ready.status == 200, ready.body
+        doc = ready.json()
+        assert doc["ready"] is True and doc["reasons"] == []
+        assert doc["wakeup"]["mode"] == "poll-fallback"
+        (realtime,) = [s for s in doc["wakeup"]["sources"] if s["name"] == "realtime"]
+        assert realtime["connected"] is False
+        assert f"auth refused: HTTP {status}" in realtime["reason"]
+        assert set(realtime["streams"]) == {"telemetry_events", "metrics_log"}
+        assert all(f"HTTP {status}" in why for why in realtime["streams"].values())
+        assert len(doc["degraded"]) == 1 and "realtime" in doc["degraded"][0]
+        assert "poll interval (60s)" in doc["degraded"][0]
+        assert problem("auth") == 1 and gauge() == 0
 
-            server.keys[KEY] = {"role": "service_role"}
-            await wait_until(check(lambda: source.health.connected), timeout=WAIT, what="key accepted")
-            assert problem("auth") == 0
-            await wait_leases(admin)
-            total = await insert_events(admin, users, 3)
-            await wait_effects(admin, total, "effects after the key was accepted")
-            assert (await http(svc.base + "/readyz")).json()["degraded"] == []
-    refused = events(logs, "source.auth_refused")
+        server.keys[KEY] = {"role": "service_role"}
+        await rt.connected("key accepted")
+        assert problem("auth") == 0
+        await wait_leases(admin)
+        total = await insert_events(admin, rt.users, 3)
+        await wait_effects(admin, total, "effects after the key was accepted")
+        assert (await http(rt.base + "/readyz")).json()["degraded"] == []
+    refused = events(rt.logs, "source.auth_refused")
     assert refused and all(e["status"] == status and e["body"] == body for e in refused)
     assert refused[0]["log_level"] == "error"
     assert {e["stream"] for e in refused} == {"telemetry_events", "metrics_log"}
-    slow = [e for e in events(logs, "source.reconnecting") if "auth refused" in e["reason"]]
+    slow = [e for e in events(rt.logs, "source.reconnecting") if "auth refused" in e["reason"]]
     assert slow and all(e["backoff"] == "slow" for e in slow)
     assert server.stats["joins_refused"] == 0  # refused at the upgrade, never at a join
-    assert KEY not in repr(logs)
+    assert KEY not in repr(rt.logs)
 
 
 async def test_refused_join_is_reported_and_retried_until_accepted(
     database: TestDatabase, admin: asyncpg.Connection, server: RealtimeTestServer
 ) -> None:
-    await admin.execute(EFFECTS_DDL)
-    users = await make_users(admin, 3)
     server.join_error = "InvalidJWTToken: Token has expired 12 seconds ago"
-    source = fast_source(server, database)
-    with capture_logs() as logs:
-        async with running_service(
-            database.service_url, [EffectRecorder()], sources=[source], poll_interval_seconds=POLL_SECONDS
-        ) as task:
-            await wait_until(
-                check(lambda: server.stats["joins_refused"] >= 3), timeout=WAIT, what="refused joins"
-            )
-            assert not source.health.connected
-            assert "InvalidJWTToken" in (source.health.reason or "")
-            assert not task.done()
+    async with realtime_service(database, admin, server, ready=False) as rt:
+        await wait_until(
+            check(lambda: server.stats["joins_refused"] >= 3), timeout=WAIT, what="refused joins"
+        )
+        assert not rt.source.health.connected
+        assert "InvalidJWTToken" in (rt.source.health.reason or "")
+        assert not rt.task.done()
 
-            server.join_error = None
-            await wait_until(check(lambda: source.health.connected), timeout=WAIT, what="accepted")
-            await wait_leases(admin)
-            total = await insert_events(admin, users, 3)
-            await wait_effects(admin, total, "effects after the join was accepted")
-    refused = events(logs, "source.join_refused")
+        server.join_error = None
+        await rt.connected("accepted")
+        await wait_leases(admin)
+        total = await insert_events(admin, rt.users, 3)
+        await wait_effects(admin, total, "effects after the join was accepted")
+    refused = events(rt.logs, "source.join_refused")
     assert refused and all("InvalidJWTToken" in e["reason"] for e in refused)
-    assert all(e["backoff"] == "slow" for e in events(logs, "source.reconnecting"))
-    assert KEY not in repr(logs)
+    assert all(e["backoff"] == "slow" for e in events(rt.logs, "source.reconnecting"))
+    assert KEY not in repr(rt.logs)
 
 
 async def test_token_expiry_in_session_is_named_and_the_session_restarts(
     database: TestDatabase, admin: asyncpg.Connection, server: RealtimeTestServer
 ) -> None:
     """The server ends a channel whose token expired: a `system` error, then `phx_close`."""
-    await admin.execute(EFFECTS_DDL)
-    users = await make_users(admin, 3)
-    source = fast_source(server, database)
-    with capture_logs() as logs:
-        async with running_service(
-            database.service_url, [EffectRecorder()], sources=[source], poll_interval_seconds=POLL_SECONDS
-        ):
-            await wait_until(check(lambda: source.health.connected), timeout=WAIT, what="realtime ready")
-            await server.expire_tokens()
-            await wait_until(
-                check(lambda: len(events(logs, "source.token_expired")) == 2), timeout=WAIT, what="expiry"
-            )
-            await wait_until(check(lambda: server.stats["connections"] >= 4), timeout=WAIT, what="reconnect")
-            await wait_until(check(lambda: source.health.connected), timeout=WAIT, what="ready again")
-            await wait_leases(admin)
-            total = await insert_events(admin, users, 3)
-            await wait_effects(admin, total, "effects after the new session")
+    async with realtime_service(database, admin, server, ready=False) as rt:
+        await rt.connected()
+        await server.expire_tokens()
+        await wait_until(
+            check(lambda: len(events(rt.logs, "source.token_expired")) == 2), timeout=WAIT, what="expiry"
+        )
+        await wait_until(check(lambda: server.stats["connections"] >= 4), timeout=WAIT, what="reconnect")
+        await rt.connected("ready again")
+        await wait_leases(admin)
+        total = await insert_events(admin, rt.users, 3)
+        await wait_effects(admin, total, "effects after the new session")
     assert server.stats["expired"] == 2
-    expired = events(logs, "source.token_expired")
+    expired = events(rt.logs, "source.token_expired")
     assert {e["stream"] for e in expired} == {"telemetry_events", "metrics_log"}
     assert all("Access token has expired" in e["message"] for e in expired)
-    after = [e for e in events(logs, "source.reconnecting") if "expired" in e["reason"]]
+    after = [e for e in events(rt.logs, "source.reconnecting") if "expired" in e["reason"]]
     assert len(after) == 2 and all(e["backoff"] == "slow" for e in after)
 
 
@@ -333,32 +352,26 @@ async def test_a_key_without_read_access_is_reported_as_unauthorized(
     """The anon key connects and subscribes, then every change arrives as a frame with
     "Error 401: Unauthorized" and no row, which the client cannot parse: one `source.unauthorized`
     per stream and session (not a warning per row), not connected, and still a hint."""
-    await admin.execute(EFFECTS_DDL)
-    users = await make_users(admin, 3)
     server.keys = {KEY: {"role": "service_role"}, ANON_KEY: {"role": "anon"}}
-    source = fast_source(server, database, key=ANON_KEY)
-    with capture_logs() as logs:
-        async with running_service(
-            database.service_url, [EffectRecorder()], sources=[source], poll_interval_seconds=POLL_SECONDS
-        ):
-            await wait_until(check(lambda: server.listening == 2), timeout=WAIT, what="subscribed")
-            await wait_leases(admin)
-            total = 0
-            for round_ in range(3):
-                total += await insert_events(admin, users, 2)
-                await wait_effects(admin, total, f"effects of round {round_} (hinted by the 401 frames)")
-            await wait_until(
-                check(lambda: not source.health.connected), timeout=WAIT, what="reported unauthorized"
-            )
-            reason = source.health.streams["telemetry_events"] or ""
-            assert "unauthorized" in reason and "Error 401: Unauthorized" in reason
-            assert source.health.streams["metrics_log"] is None  # no change there yet
-            assert problem("auth") == 1 and gauge() == 0
+    async with realtime_service(database, admin, server, key=ANON_KEY, ready=False) as rt:
+        await wait_until(check(lambda: server.listening == 2), timeout=WAIT, what="subscribed")
+        await wait_leases(admin)
+        total = 0
+        for round_ in range(3):
+            total += await insert_events(admin, rt.users, 2)
+            await wait_effects(admin, total, f"effects of round {round_} (hinted by the 401 frames)")
+        await wait_until(
+            check(lambda: not rt.source.health.connected), timeout=WAIT, what="reported unauthorized"
+        )
+        reason = rt.source.health.streams["telemetry_events"] or ""
+        assert "unauthorized" in reason and "Error 401: Unauthorized" in reason
+        assert rt.source.health.streams["metrics_log"] is None  # no change there yet
+        assert problem("auth") == 1 and gauge() == 0
     assert server.stats["unauthorized_sent"] >= 3 and server.stats["changes_sent"] == 0
-    unauthorized = events(logs, "source.unauthorized")
+    unauthorized = events(rt.logs, "source.unauthorized")
     assert len(unauthorized) == 1
     assert unauthorized[0]["table"] == "public.telemetry_events" and unauthorized[0]["log_level"] == "error"
-    assert events(logs, "source.malformed_message") == []
+    assert events(rt.logs, "source.malformed_message") == []
     assert server.stats["connections"] == 2  # the sessions were kept
 
 
@@ -367,41 +380,35 @@ async def test_a_stream_missing_from_the_publication_does_not_stop_the_others_hi
 ) -> None:
     """The server answers a subscription to a table outside the publication with a `system` error
     after a successful join: only that stream's session is affected, the event names the table."""
-    await admin.execute(EFFECTS_DDL)
     await admin.execute("alter publication supabase_realtime drop table public.metrics_log")
-    users = await make_users(admin, 3)
-    source = fast_source(server, database)
-    with capture_logs() as logs:
-        async with running_service(
-            database.service_url, [EffectRecorder()], sources=[source], poll_interval_seconds=POLL_SECONDS
-        ):
-            await wait_until(
-                check(lambda: source.health.streams.get("telemetry_events", "") is None),
-                timeout=WAIT,
-                what="telemetry_events listening",
-            )
-            await wait_until(
-                check(lambda: len(events(logs, "source.stream_error")) >= 2), timeout=WAIT, what="errors"
-            )
-            assert not source.health.connected
-            assert "not in publication supabase_realtime" in (source.health.streams["metrics_log"] or "")
-            assert problem("publication") == 1
-            await wait_leases(admin)
-            total = 0
-            for round_ in range(2):
-                total += await insert_events(admin, users, 3)
-                await wait_effects(admin, total, f"telemetry hints, round {round_}")
+    async with realtime_service(database, admin, server, ready=False) as rt:
+        await wait_until(
+            check(lambda: rt.source.health.streams.get("telemetry_events", "") is None),
+            timeout=WAIT,
+            what="telemetry_events listening",
+        )
+        await wait_until(
+            check(lambda: len(events(rt.logs, "source.stream_error")) >= 2), timeout=WAIT, what="errors"
+        )
+        assert not rt.source.health.connected
+        assert "not in publication supabase_realtime" in (rt.source.health.streams["metrics_log"] or "")
+        assert problem("publication") == 1
+        await wait_leases(admin)
+        total = 0
+        for round_ in range(2):
+            total += await insert_events(admin, rt.users, 3)
+            await wait_effects(admin, total, f"telemetry hints, round {round_}")
 
-            await admin.execute("alter publication supabase_realtime add table public.metrics_log")
-            await wait_until(check(lambda: source.health.connected), timeout=WAIT, what="metrics_log back")
-            assert problem("publication") == 0
-    error = events(logs, "source.stream_error")[0]
+        await admin.execute("alter publication supabase_realtime add table public.metrics_log")
+        await rt.connected("metrics_log back")
+        assert problem("publication") == 0
+    error = events(rt.logs, "source.stream_error")[0]
     assert error["stream"] == "metrics_log" and error["table"] == "public.metrics_log"
     assert "table: metrics_log" in error["message"]  # the server's whole message, table included
-    missing = events(logs, "source.publication_missing")
+    missing = events(rt.logs, "source.publication_missing")
     assert [e["table"] for e in missing] == ["public.metrics_log"]
-    assert [e["stream"] for e in events(logs, "source.publication_restored")] == ["metrics_log"]
-    reconnects = events(logs, "source.reconnecting")
+    assert [e["stream"] for e in events(rt.logs, "source.publication_restored")] == ["metrics_log"]
+    reconnects = events(rt.logs, "source.reconnecting")
     assert {e["stream"] for e in reconnects} == {"metrics_log"}  # telemetry's session never ended
     refused = [e for e in reconnects if "publication check" not in e["reason"]]
     assert refused and all(e["reason"].startswith("public.metrics_log: Unable to subscribe") for e in refused)
@@ -413,35 +420,27 @@ async def test_a_stream_dropped_from_the_publication_while_running_is_noticed(
 ) -> None:
     """The server sends nothing and no error once a table leaves the publication: the periodic check
     notices, and after it is back the rows written meanwhile are caught up (exactly once)."""
-    await admin.execute(EFFECTS_DDL)
-    users = await make_users(admin, 3)
-    source = fast_source(server, database)
-    with capture_logs() as logs:
-        async with running_service(
-            database.service_url, [EffectRecorder()], sources=[source], poll_interval_seconds=POLL_SECONDS
-        ):
-            await wait_until(check(lambda: source.health.connected), timeout=WAIT, what="realtime ready")
-            await wait_leases(admin)
-            await admin.execute("alter publication supabase_realtime drop table public.telemetry_events")
-            await wait_until(
-                check(lambda: not source.health.connected), timeout=WAIT, what="publication check"
-            )
-            assert "not in publication" in (source.health.streams["telemetry_events"] or "")
-            assert source.health.streams["metrics_log"] is None
-            assert problem("publication") == 1
-            sent, unsent = server.stats["changes_sent"], server.stats["rows_not_sent"]
-            total = await insert_events(admin, users, 3)
-            await wait_until(
-                check(lambda: server.stats["rows_not_sent"] >= unsent + total), timeout=WAIT, what="skipped"
-            )
+    async with realtime_service(database, admin, server) as rt:
+        await admin.execute("alter publication supabase_realtime drop table public.telemetry_events")
+        await wait_until(
+            check(lambda: not rt.source.health.connected), timeout=WAIT, what="publication check"
+        )
+        assert "not in publication" in (rt.source.health.streams["telemetry_events"] or "")
+        assert rt.source.health.streams["metrics_log"] is None
+        assert problem("publication") == 1
+        sent, unsent = server.stats["changes_sent"], server.stats["rows_not_sent"]
+        total = await insert_events(admin, rt.users, 3)
+        await wait_until(
+            check(lambda: server.stats["rows_not_sent"] >= unsent + total), timeout=WAIT, what="skipped"
+        )
 
-            await admin.execute("alter publication supabase_realtime add table public.telemetry_events")
-            await wait_effects(admin, total, "rows written while out of the publication")
-            await wait_until(check(lambda: source.health.connected), timeout=WAIT, what="back")
-            assert server.stats["changes_sent"] == sent  # never sent: only the catch-up read them
-    (missing,) = events(logs, "source.publication_missing")
+        await admin.execute("alter publication supabase_realtime add table public.telemetry_events")
+        await wait_effects(admin, total, "rows written while out of the publication")
+        await rt.connected("back")
+        assert server.stats["changes_sent"] == sent  # never sent: only the catch-up read them
+    (missing,) = events(rt.logs, "source.publication_missing")
     assert missing["table"] == "public.telemetry_events" and missing["log_level"] == "error"
-    assert [e["stream"] for e in events(logs, "source.publication_restored")] == ["telemetry_events"]
+    assert [e["stream"] for e in events(rt.logs, "source.publication_restored")] == ["telemetry_events"]
 
 
 async def test_subscribed_again_on_a_live_channel_catches_up(
@@ -449,46 +448,33 @@ async def test_subscribed_again_on_a_live_channel_catches_up(
 ) -> None:
     """The server lost Postgres for a while (changes in between are never sent), then says
     "Subscribed to PostgreSQL" again on the live channel: the missed rows are caught up."""
-    await admin.execute(EFFECTS_DDL)
-    users = await make_users(admin, 3)
-    source = fast_source(server, database)
-    with capture_logs() as logs:
-        async with running_service(
-            database.service_url, [EffectRecorder()], sources=[source], poll_interval_seconds=POLL_SECONDS
-        ):
-            await wait_until(check(lambda: source.health.connected), timeout=WAIT, what="realtime ready")
-            await wait_leases(admin)
-            server.pause()
-            total = await insert_events(admin, users, 3)
-            await server.resubscribe_all()
-            await wait_effects(admin, total, "rows missed while the server was not subscribed")
-            assert source.health.connected
+    async with realtime_service(database, admin, server) as rt:
+        server.pause()
+        total = await insert_events(admin, rt.users, 3)
+        await server.resubscribe_all()
+        await wait_effects(admin, total, "rows missed while the server was not subscribed")
+        assert rt.source.health.connected
     assert server.stats["changes_sent"] == 0
-    assert {e["stream"] for e in events(logs, "source.resubscribed")} == {"telemetry_events", "metrics_log"}
-    assert events(logs, "source.reconnecting") == []
+    assert {e["stream"] for e in events(rt.logs, "source.resubscribed")} == {
+        "telemetry_events",
+        "metrics_log",
+    }
+    assert events(rt.logs, "source.reconnecting") == []
     assert server.stats["connections"] == 2
 
 
 async def test_a_server_restart_closes_with_1012_and_subscribes_late(
     database: TestDatabase, admin: asyncpg.Connection, server: RealtimeTestServer
 ) -> None:
-    await admin.execute(EFFECTS_DDL)
-    users = await make_users(admin, 3)
-    source = fast_source(server, database)
-    with capture_logs() as logs:
-        async with running_service(
-            database.service_url, [EffectRecorder()], sources=[source], poll_interval_seconds=POLL_SECONDS
-        ):
-            await wait_until(check(lambda: source.health.connected), timeout=WAIT, what="realtime ready")
-            await wait_leases(admin)
-            await server.restart()
-            await wait_until(
-                check(lambda: len(events(logs, "source.reconnecting")) >= 2), timeout=WAIT, what="restart"
-            )
-            await wait_until(check(lambda: source.health.connected), timeout=WAIT, what="ready again")
-            total = await insert_events(admin, users, 3)
-            await wait_effects(admin, total, "effects after the restart")
-    reconnects = events(logs, "source.reconnecting")
+    async with realtime_service(database, admin, server) as rt:
+        await server.restart()
+        await wait_until(
+            check(lambda: len(events(rt.logs, "source.reconnecting")) >= 2), timeout=WAIT, what="restart"
+        )
+        await rt.connected("ready again")
+        total = await insert_events(admin, rt.users, 3)
+        await wait_effects(admin, total, "effects after the restart")
+    reconnects = events(rt.logs, "source.reconnecting")
     for stream in ("telemetry_events", "metrics_log"):
         first = next(e for e in reconnects if e["stream"] == stream)
         assert "restarting (websocket closed with 1012)" in first["reason"], reconnects
@@ -501,58 +487,30 @@ async def test_unknown_tables_and_malformed_frames_are_ignored(
     server: RealtimeTestServer,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    await admin.execute(EFFECTS_DDL)
-    users = await make_users(admin, 3)
-    source = fast_source(server, database)
-    with capture_logs() as logs:
-        async with running_service(
-            database.service_url, [EffectRecorder()], sources=[source], poll_interval_seconds=POLL_SECONDS
-        ):
-            await wait_until(check(lambda: source.health.connected), timeout=WAIT, what="realtime ready")
-            await wait_leases(admin)
-            for frame in JUNK_FRAMES:
-                await server.send_raw(frame)
-            await server.send_unknown_table()
-            await wait_until(
-                check(lambda: any(e["event"] == "source.unknown_message" for e in logs)),
-                timeout=WAIT,
-                what="unknown table warning",
-            )
-            before = wakeups()
-            total = await insert_events(admin, users, 3)
-            await wait_effects(admin, total, "effects after the junk")
-            assert wakeups() > before
-            assert source.health.connected
-            assert server.stats["connections"] == 2  # the same sessions survived
-    unknown = events(logs, "source.unknown_message")
+    async with realtime_service(database, admin, server) as rt:
+        for frame in JUNK_FRAMES:
+            await server.send_raw(frame)
+        await server.send_unknown_table()
+        await wait_until(
+            check(lambda: any(e["event"] == "source.unknown_message" for e in rt.logs)),
+            timeout=WAIT,
+            what="unknown table warning",
+        )
+        before = wakeups()
+        total = await insert_events(admin, rt.users, 3)
+        await wait_effects(admin, total, "effects after the junk")
+        assert wakeups() > before
+        assert rt.source.health.connected
+        assert server.stats["connections"] == 2  # the same sessions survived
+    unknown = events(rt.logs, "source.unknown_message")
     assert unknown[0]["log_level"] == "warning" and unknown[0]["table"] == "not_a_stream"
-    malformed = events(logs, "source.malformed_message")
+    malformed = events(rt.logs, "source.malformed_message")
     # Each frame reached both websockets (one per stream).
     assert len(malformed) == 2 * len(JUNK_FRAMES) and malformed[0]["log_level"] == "warning"
     assert {e["stream"] for e in malformed} == {"telemetry_events", "metrics_log"}
     # The client would log each frame verbatim (frames carry row data): none of it reaches a log.
     assert not any("not json" in r.getMessage() for r in caplog.records)
-    assert "not json" not in repr(logs)
-
-
-def _run_cli(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    full = {k: v for k, v in os.environ.items() if not k.startswith(("SUPABASE_", "FLOYO_"))}
-    full.update(
-        {
-            "DATABASE_URL": "postgresql://floyo@127.0.0.1:9/unused",
-            "PYTHONPATH": str(ROOT),
-            "FLOYO_WAKEUP": "realtime",
-            **env,
-        }
-    )
-    return subprocess.run(
-        [sys.executable, "-m", "floyo_pipeline", "run"],
-        env=full,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    assert "not json" not in repr(rt.logs)
 
 
 @pytest.mark.parametrize(
@@ -568,7 +526,8 @@ def _run_cli(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     ],
 )
 def test_config_errors_exit_2_with_one_line(env: dict[str, str], expected: str) -> None:
-    done = _run_cli(env)
+    unused = {"DATABASE_URL": "postgresql://floyo@127.0.0.1:9/unused", "FLOYO_WAKEUP": "realtime"}
+    done = run_cli("run", env=fresh_env(unused, env))
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and expected in lines[0], lines

@@ -25,11 +25,8 @@ TOPIC = "realtime:floyo_pipeline:telemetry_events"
 
 @pytest.fixture
 async def server(database: TestDatabase) -> AsyncIterator[RealtimeTestServer]:
-    srv = await RealtimeTestServer(database.admin_url, keys={KEY: {"role": "service_role"}}).start()
-    try:
+    async with RealtimeTestServer(database.admin_url, keys={KEY: {"role": "service_role"}}) as srv:
         yield srv
-    finally:
-        await srv.stop()
 
 
 def ws_url(server: RealtimeTestServer, key: str) -> str:
@@ -154,10 +151,8 @@ async def test_rls_decides_per_subscriber_and_big_statements_are_hinted_later(
     """Each subscriber's role and claims decide what it gets; a 1,000-row statement is delayed
     ~400 ms (the double's model of the real server's per-row work)."""
     anon = "double-anon-key"
-    srv = await RealtimeTestServer(
-        database.admin_url, keys={KEY: {"role": "service_role"}, anon: {"role": "anon"}}
-    ).start()
-    try:
+    keys: dict[str, dict[str, Any]] = {KEY: {"role": "service_role"}, anon: {"role": "anon"}}
+    async with RealtimeTestServer(database.admin_url, keys=keys) as srv:
         async with connect(ws_url(srv, KEY)) as service, connect(ws_url(srv, anon)) as public:
             for ws, token in ((service, KEY), (public, anon)):
                 await join(ws, token=token)
@@ -172,6 +167,4 @@ async def test_rls_decides_per_subscriber_and_big_statements_are_hinted_later(
             assert refused["payload"]["data"]["commit_timestamp"] is None
             assert refused["payload"]["data"]["record"] == {}
         assert srv.stats["delay_ms"] - delay_before >= 400
-    finally:
-        await srv.stop()
     assert uuid.UUID(first["payload"]["data"]["record"]["user_id"]) in set(users)

@@ -37,6 +37,13 @@ async def acting_as(
         yield conn
 
 
+async def refused_by_rls(admin: asyncpg.Connection, user: uuid.UUID, sql: str, *args: object) -> None:
+    """`sql` run as `user` (authenticated) is refused by a row-level security policy."""
+    with pytest.raises(asyncpg.InsufficientPrivilegeError, match="row-level security"):
+        async with acting_as(admin, "authenticated", user) as conn:
+            await conn.execute(sql, *args)
+
+
 @pytest.fixture
 async def world(admin: asyncpg.Connection) -> World:
     a, b = uuid.uuid4(), uuid.uuid4()
@@ -243,13 +250,13 @@ async def test_authenticated_inserts_own_telemetry_only(
                 "values ($1, '2026-01-02', 'vscode', 'action_completed', 120)",
                 world.a,
             )
-        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="row-level security"):
-            async with acting_as(admin, "authenticated", world.a) as conn:
-                await conn.execute(
-                    "insert into public.telemetry_events (user_id, occurred_at, app_id, event_type) "
-                    "values ($1, '2026-01-02', 'vscode', 'app_focused')",
-                    world.b,
-                )
+        await refused_by_rls(
+            admin,
+            world.a,
+            "insert into public.telemetry_events (user_id, occurred_at, app_id, event_type) "
+            "values ($1, '2026-01-02', 'vscode', 'app_focused')",
+            world.b,
+        )
         for _ in range(100):
             if heard:
                 break
@@ -270,13 +277,12 @@ async def test_user_manages_own_privacy_settings_only(admin: asyncpg.Connection,
             world.a,
         )
         assert await conn.execute("update public.privacy_prefs set monitoring_enabled = false") == "UPDATE 1"
-    with pytest.raises(asyncpg.InsufficientPrivilegeError, match="row-level security"):
-        async with acting_as(admin, "authenticated", world.a) as conn:
-            await conn.execute(
-                "insert into public.signal_toggles (user_id, signal_key, enabled) "
-                "values ($1, 'file_opened', false)",
-                world.b,
-            )
+    await refused_by_rls(
+        admin,
+        world.a,
+        "insert into public.signal_toggles (user_id, signal_key, enabled) values ($1, 'file_opened', false)",
+        world.b,
+    )
     prefs = dict(await admin.fetch("select user_id, monitoring_enabled from public.privacy_prefs"))
     assert prefs == {world.a: False, world.b: True}
     assert await admin.fetchval("select count(*) from public.signal_toggles") == 0

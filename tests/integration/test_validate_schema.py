@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import asyncpg
@@ -14,20 +13,19 @@ from floyo_pipeline.migrations import discover, migrate
 from floyo_pipeline.rows import TABLE_MODELS, Insight, Suggestion, TelemetryEvent
 from floyo_pipeline.schema_check import POLICIES, expected_columns, find_drift
 from tests.support.pg import Cluster, TestDatabase, bootstrap, create_database
-from tests.support.service import ROOT
+from tests.support.service import fresh_env, run_cli
 
 
 def validate(url: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLOYO_", "SUPABASE_"))}
-    env["DATABASE_URL"] = url
-    return subprocess.run(
-        [sys.executable, "-m", "floyo_pipeline", "validate-schema"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_cli("validate-schema", env=fresh_env(DATABASE_URL=url))
+
+
+async def drift_after(admin: asyncpg.Connection, *statements: str) -> list[str]:
+    """What the drift check finds (sorted) once `statements` have changed the migrated schema."""
+    for statement in statements:
+        await admin.execute(statement)
+    drift, _ = await find_drift(admin, all_consumers())
+    return sorted(drift)
 
 
 def test_expected_columns_come_from_the_row_models() -> None:
@@ -76,19 +74,21 @@ async def test_reports_dropped_column_disabled_rls_and_missing_policy(
 async def test_reports_types_nullability_publication_triggers_and_exposure(
     admin: asyncpg.Connection,
 ) -> None:
-    await admin.execute("alter table public.suggestions alter column confidence type real")
-    await admin.execute("alter table public.relationships alter column last_seen drop not null")
-    await admin.execute("alter table public.patterns add column note text")
-    await admin.execute("create table public.scratch (id int)")
-    await admin.execute("alter publication supabase_realtime drop table public.metrics_log")
-    await admin.execute("alter table public.telemetry_events disable trigger telemetry_events_notify")
-    await admin.execute("drop trigger metrics_log_notify on public.metrics_log")
-    await admin.execute("create policy everyone on public.insights for select to anon using (true)")
-    await admin.execute("grant select on public.insights to anon")
-    await admin.execute("grant usage on schema floyo_pipeline to authenticated")
-    await admin.execute("drop table floyo_pipeline.replicas")
-    drift, _ = await find_drift(admin, all_consumers())
-    assert sorted(drift) == sorted(
+    drift = await drift_after(
+        admin,
+        "alter table public.suggestions alter column confidence type real",
+        "alter table public.relationships alter column last_seen drop not null",
+        "alter table public.patterns add column note text",
+        "create table public.scratch (id int)",
+        "alter publication supabase_realtime drop table public.metrics_log",
+        "alter table public.telemetry_events disable trigger telemetry_events_notify",
+        "drop trigger metrics_log_notify on public.metrics_log",
+        "create policy everyone on public.insights for select to anon using (true)",
+        "grant select on public.insights to anon",
+        "grant usage on schema floyo_pipeline to authenticated",
+        "drop table floyo_pipeline.replicas",
+    )
+    assert drift == sorted(
         [
             "public.suggestions.confidence: type is real, expected double precision",
             "public.relationships.last_seen: is timestamp with time zone null, "
@@ -107,21 +107,22 @@ async def test_reports_types_nullability_publication_triggers_and_exposure(
 
 
 async def test_reports_missing_table(admin: asyncpg.Connection) -> None:
-    await admin.execute("drop table public.signal_toggles")
-    drift, _ = await find_drift(admin, all_consumers())
+    drift = await drift_after(admin, "drop table public.signal_toggles")
     assert drift == ["public.signal_toggles: table missing"]
 
 
 async def test_reports_privileges_beyond_what_each_role_needs(admin: asyncpg.Connection) -> None:
     """Supabase's default privileges hand ALL to the API roles: each leftover is reported."""
-    await admin.execute("grant all on public.patterns to authenticated")
-    await admin.execute("grant usage on sequence public.insights_id_seq to anon")
-    await admin.execute("grant update on sequence public.telemetry_events_id_seq to authenticated")
-    await admin.execute("revoke select on public.metrics_log from service_role")
-    await admin.execute("revoke select on public.suggestions from authenticated")
-    await admin.execute("alter publication supabase_realtime drop table public.insights")
-    drift, _ = await find_drift(admin, all_consumers())
-    assert sorted(drift) == sorted(
+    drift = await drift_after(
+        admin,
+        "grant all on public.patterns to authenticated",
+        "grant usage on sequence public.insights_id_seq to anon",
+        "grant update on sequence public.telemetry_events_id_seq to authenticated",
+        "revoke select on public.metrics_log from service_role",
+        "revoke select on public.suggestions from authenticated",
+        "alter publication supabase_realtime drop table public.insights",
+    )
+    assert drift == sorted(
         [
             "public.patterns: authenticated has DELETE, INSERT, REFERENCES, TRIGGER, TRUNCATE, UPDATE "
             "(expected at most SELECT)",
@@ -135,11 +136,13 @@ async def test_reports_privileges_beyond_what_each_role_needs(admin: asyncpg.Con
 
 
 async def test_reports_what_supabases_advisor_would(admin: asyncpg.Connection) -> None:
-    await admin.execute("alter function floyo_pipeline.notify_stream_insert() reset search_path")
-    await admin.execute("create function public.helper(n int) returns int language sql as 'select n'")
-    await admin.execute("drop index floyo_pipeline.checkpoints_stream_idx")
-    drift, _ = await find_drift(admin, all_consumers())
-    assert sorted(drift) == sorted(
+    drift = await drift_after(
+        admin,
+        "alter function floyo_pipeline.notify_stream_insert() reset search_path",
+        "create function public.helper(n int) returns int language sql as 'select n'",
+        "drop index floyo_pipeline.checkpoints_stream_idx",
+    )
+    assert drift == sorted(
         [
             "function floyo_pipeline.notify_stream_insert(): no fixed search_path "
             "(advisor: function_search_path_mutable)",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from typing import Any
 
 import asyncpg
@@ -70,6 +71,26 @@ class EffectRecorder(Consumer):
 def recorders() -> list[Consumer]:
     """Factory for FLOYO_CONSUMERS=tests.support.consumers:recorders."""
     return [EffectRecorder("recorder")]
+
+
+async def recorded_effects(conn: asyncpg.Connection, consumer: str = "recorder") -> list[tuple[Any, ...]]:
+    """(row_id, user_id, user_seq) of each effect `consumer` recorded, by row id."""
+    rows = await conn.fetch(
+        "select row_id, user_id, user_seq from public.test_effects where consumer = $1 order by row_id",
+        consumer,
+    )
+    return [tuple(r) for r in rows]
+
+
+async def insert_poison(conn: asyncpg.Connection, user: uuid.UUID) -> int:
+    """A telemetry row the recorder fails on (PoisonError) until it is listed in test_cured; its id."""
+    return int(
+        await conn.fetchval(
+            "insert into public.telemetry_events (user_id, occurred_at, app_id, event_type)"
+            " values ($1, now(), 'poison', 'app_focused') returning id",
+            user,
+        )
+    )
 
 
 async def count_effects(conn: asyncpg.Connection, consumer: str = "recorder") -> int:

@@ -17,13 +17,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from floyo_pipeline.api import Batch, BatchContext, Consumer, TelemetryEvent
-from floyo_pipeline.config import load_settings
-from floyo_pipeline.engine.wakeups import NotifySource, WakeupSource
+from floyo_pipeline.engine.wakeups import WakeupSource
 from floyo_pipeline.http import HttpServer
 from floyo_pipeline.jobs import Scheduler, build_jobs
-from floyo_pipeline.service import Component, run_service
+from floyo_pipeline.service import Component
 from tests.support.consumers import EffectRecorder
-from tests.support.service import FAST_RETRY
+from tests.support.service import service_settings, service_task
 
 
 @dataclass
@@ -42,7 +41,6 @@ class Reply:
 class Running:
     task: asyncio.Task[int]
     http: HttpServer
-    stopping: asyncio.Event
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -73,32 +71,18 @@ async def serving(
     **settings: Any,
 ) -> AsyncIterator[Running]:
     """The service in this loop with its HTTP port on an ephemeral loopback port (and the jobs if asked)."""
-    settings.setdefault("poll_interval_seconds", 0.5)
-    settings.setdefault("lease_ttl_seconds", 3)
-    settings.setdefault("http_port", 0)
-    settings.setdefault("http_host", "127.0.0.1")
-    config = load_settings(database_url=url, **settings)
+    config = service_settings(url, **{"http_host": "127.0.0.1", **settings})
     server = HttpServer(config)
     components: list[tuple[str, Component]] = [("http", server)]
     if with_jobs:
         components.append(("jobs", Scheduler(build_jobs(config, consumers))))
-    stopping = asyncio.Event()
-    chosen = [NotifySource(url)] if sources is None else list(sources)
-    task = asyncio.create_task(
-        run_service(config, url, consumers, chosen, components, retry=FAST_RETRY, stopping=stopping)
-    )
-    listening = asyncio.ensure_future(server.listening.wait())
-    done, _ = await asyncio.wait({task, listening}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
-    if listening not in done:
-        listening.cancel()
-        stopping.set()
-        await asyncio.wait_for(task, timeout=30)
-        raise AssertionError("the HTTP port never started listening")
-    try:
-        yield Running(task, server, stopping)
-    finally:
-        stopping.set()
-        await asyncio.wait_for(task, timeout=30)
+    async with service_task(url, config, consumers, sources, components=components) as task:
+        listening = asyncio.ensure_future(server.listening.wait())
+        done, _ = await asyncio.wait({task, listening}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+        if listening not in done:
+            listening.cancel()
+            raise AssertionError("the HTTP port never started listening")
+        yield Running(task, server)
 
 
 def free_port() -> int:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import itertools
 import os
 import warnings
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
@@ -23,6 +25,16 @@ from floyo_pipeline.migrations import ensure_compat, migrate
 TEMPLATE = "floyo_template"
 SERVICE_USER = "floyo_service"
 _counter = itertools.count(1)
+
+
+@asynccontextmanager
+async def connection(url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection for the block, closed after it."""
+    conn = await connect(url)
+    try:
+        yield conn
+    finally:
+        await conn.close()
 
 
 def with_database(url: str, database: str, user: str | None = None) -> str:

@@ -112,7 +112,8 @@ class _Client:
 
 
 class RealtimeTestServer:
-    """Start with `await start()`, stop with `await stop()`; `url` is the SUPABASE_URL to use."""
+    """Start with `await start()`, stop with `await stop()` (or `async with`); `url` is the SUPABASE_URL
+    to use."""
 
     def __init__(
         self,
@@ -162,6 +163,12 @@ class RealtimeTestServer:
         self._spawn(self._poll())
         await self._listen()
         return self
+
+    async def __aenter__(self) -> RealtimeTestServer:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
 
     async def _listen(self) -> None:
         self._server = await serve(

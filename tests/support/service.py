@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -19,10 +19,10 @@ from typing import Any
 import asyncpg
 
 from floyo_pipeline.api import Consumer
-from floyo_pipeline.config import load_settings
+from floyo_pipeline.config import Settings, load_settings
 from floyo_pipeline.engine.apply import RetryPolicy
 from floyo_pipeline.engine.wakeups import NotifySource, WakeupSource
-from floyo_pipeline.service import run_service
+from floyo_pipeline.service import Component, run_service
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST_RETRY = RetryPolicy(handler_attempts=2, handler_backoff_seconds=0.01)
@@ -70,6 +70,47 @@ async def insert_events(
     return len(users) * per_user
 
 
+async def users_with_events(conn: asyncpg.Connection, n: int, per_user: int, **event: str) -> list[uuid.UUID]:
+    """`n` new users with `per_user` telemetry rows each (see `insert_events`)."""
+    users = await make_users(conn, n)
+    await insert_events(conn, users, per_user, **event)
+    return users
+
+
+def service_settings(url: str, **settings: Any) -> Settings:
+    """Settings for a service under test: quick polls and leases, an ephemeral HTTP port, and scheduled
+    jobs only where a test asks for them (a run crossing 02:00 UTC must not clean up)."""
+    settings.setdefault("poll_interval_seconds", 0.5)
+    settings.setdefault("lease_ttl_seconds", 3)
+    settings.setdefault("http_port", 0)
+    settings.setdefault("retention_schedule", "0")
+    settings.setdefault("metrics_snapshot_schedule", "0")
+    return load_settings(database_url=url, **settings)
+
+
+@asynccontextmanager
+async def service_task(
+    url: str,
+    config: Settings,
+    consumers: Sequence[Consumer],
+    sources: Sequence[WakeupSource] | None = None,
+    retry: RetryPolicy = FAST_RETRY,
+    components: Sequence[tuple[str, Component]] = (),
+) -> AsyncIterator[asyncio.Task[int]]:
+    """The service in this process and event loop (NOTIFY wake-ups unless `sources` say otherwise);
+    stopped (drained) when the block ends."""
+    stopping = asyncio.Event()
+    chosen = [NotifySource(url)] if sources is None else list(sources)
+    task = asyncio.create_task(
+        run_service(config, url, consumers, chosen, components, retry=retry, stopping=stopping)
+    )
+    try:
+        yield task
+    finally:
+        stopping.set()
+        await asyncio.wait_for(task, timeout=30)
+
+
 @asynccontextmanager
 async def running_service(
     url: str,
@@ -79,21 +120,35 @@ async def running_service(
     **settings: Any,
 ) -> AsyncIterator[asyncio.Task[int]]:
     """The service in this process and event loop; stopped (drained) when the block ends."""
-    settings.setdefault("poll_interval_seconds", 0.5)
-    settings.setdefault("lease_ttl_seconds", 3)
-    settings.setdefault("http_port", 0)
-    # Scheduled jobs only where a test asks for them (a run crossing 02:00 UTC must not clean up).
-    settings.setdefault("retention_schedule", "0")
-    settings.setdefault("metrics_snapshot_schedule", "0")
-    config = load_settings(database_url=url, **settings)
-    stopping = asyncio.Event()
-    chosen = [NotifySource(url)] if sources is None else list(sources)
-    task = asyncio.create_task(run_service(config, url, consumers, chosen, retry=retry, stopping=stopping))
-    try:
+    async with service_task(url, service_settings(url, **settings), consumers, sources, retry) as task:
         yield task
-    finally:
-        stopping.set()
-        await asyncio.wait_for(task, timeout=30)
+
+
+def fresh_env(*layers: Mapping[str, str], **env: str) -> dict[str, str]:
+    """The environment of a fresh shell (nothing that configures the service: no FLOYO_*, SUPABASE_*,
+    DATABASE_URL) with the repository importable, then each of `layers` and `env` on top, in order."""
+    fresh = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("FLOYO_", "SUPABASE_")) and k not in {"DATABASE_URL", "TEST_DATABASE_URL"}
+    }
+    fresh["PYTHONPATH"] = str(ROOT)
+    for layer in layers:
+        fresh.update(layer)
+    return {**fresh, **env}
+
+
+def run_cli(*args: str, env: Mapping[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """`python -m floyo_pipeline ARGS` run to its end in exactly `env`, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "floyo_pipeline", *args],
+        env=dict(env),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 class ServiceProcess:

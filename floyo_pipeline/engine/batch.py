@@ -170,6 +170,7 @@ class BatchRunner:
         carefully: bool,
     ) -> None:
         """Decode each row once, then run each consumer on its rows in (txid, id) order."""
+        shared: dict[str, Any] = {}
         decoded: dict[int, StreamRow | Rejected] = {}
         for records in mine.values():
             for record in records:
@@ -197,9 +198,9 @@ class BatchRunner:
                 else:
                     outcome.outcomes["unrouted"] += 1
             if carefully:
-                await self.applier.carefully(conn, consumer, rows, outcome)
+                await self.applier.carefully(conn, consumer, rows, outcome, shared)
             elif rows:
-                await self.applier.directly(conn, consumer, rows, outcome)
+                await self.applier.directly(conn, consumer, rows, outcome, shared)
 
     @staticmethod
     def _adopt(leases: Mapping[LeaseKey, Lease], advanced: Mapping[LeaseKey, Lease]) -> None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 from uuid import UUID
 
 from consumers.durations import DurationState, SeriesKey, analyze_durations
@@ -13,6 +14,15 @@ from consumers.privacy import analyzable
 from consumers.sql import Q
 from consumers.storable import storable
 from floyo_pipeline.api import BatchContext, Consumer, MetricsLogEntry, Subscription, Table, TelemetryEvent
+
+
+def _log_sums(row: Mapping[str, Any]) -> tuple[int, int, int, int]:
+    return (
+        row["baseline_log_sum"],
+        row["baseline_log_squares"],
+        row["recent_log_sum"],
+        row["recent_log_squares"],
+    )
 
 
 class Performance(Consumer):
@@ -39,11 +49,11 @@ class Performance(Consumer):
         keys = list(dict.fromkeys((r.user_id, r.app_id, r.event_type) for r in rows))
         stored: dict[SeriesKey, DurationState] = {
             (r["user_id"], r["app_id"], r["event_type"]): DurationState(
-                list(r["durations"]),
+                r["durations"],
                 r["baseline_runs"],
                 r["regression_open"],
-                rank_u2=r["rank_u2"],
-                rank_ties=r["rank_ties"],
+                # Rows from before the sums were kept have none: the rule sums their durations.
+                log_sums=None if r["baseline_log_sum"] is None else _log_sums(r),
             )
             for r in await ctx.fetch(
                 Q["duration_windows_load"],
@@ -57,6 +67,7 @@ class Performance(Consumer):
         )
         states = fx.states
         users: list[UUID] = [k[0] for k in states]
+        sums = [s.log_sums for s in states.values()]
         await ctx.execute(
             Q["duration_windows_save"],
             users,
@@ -66,8 +77,7 @@ class Performance(Consumer):
             [s.baseline_runs for s in states.values()],
             [s.regression_open for s in states.values()],
             [s.last_at for s in states.values()],
-            [s.rank_u2 for s in states.values()],
-            [s.rank_ties for s in states.values()],
+            *([None if x is None else x[i] for x in sums] for i in range(4)),
         )
         await upsert_insights(ctx, fx.insights.values())
 

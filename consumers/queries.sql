@@ -105,23 +105,25 @@ set last_app = excluded.last_app, last_at = excluded.last_at, habit_at = exclude
 
 -- name: duration_windows_load
 select w.user_id, w.app_id, w.event_type, w.durations, w.baseline_runs, w.regression_open,
-       w.rank_u2, w.rank_ties
+       w.baseline_log_sum, w.baseline_log_squares, w.recent_log_sum, w.recent_log_squares
 from floyo_pipeline.duration_windows w
 join unnest($1::uuid[], $2::text[], $3::text[]) as k(user_id, app_id, event_type)
   on w.user_id = k.user_id and w.app_id = k.app_id and w.event_type = k.event_type
 
 -- name: duration_windows_save
 insert into floyo_pipeline.duration_windows as w
-  (user_id, app_id, event_type, durations, baseline_runs, regression_open, last_at, rank_u2, rank_ties)
+  (user_id, app_id, event_type, durations, baseline_runs, regression_open, last_at,
+   baseline_log_sum, baseline_log_squares, recent_log_sum, recent_log_squares)
 select x.user_id, x.app_id, x.event_type, string_to_array(x.durations, ',')::integer[],
-       x.baseline_runs, x.regression_open, x.last_at, x.rank_u2, x.rank_ties
+       x.baseline_runs, x.regression_open, x.last_at, x.bs, x.bq, x.rs, x.rq
 from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int[], $6::boolean[], $7::timestamptz[],
-            $8::int[], $9::bigint[])
-  as x(user_id, app_id, event_type, durations, baseline_runs, regression_open, last_at, rank_u2, rank_ties)
+            $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[])
+  as x(user_id, app_id, event_type, durations, baseline_runs, regression_open, last_at, bs, bq, rs, rq)
 on conflict (user_id, app_id, event_type) do update
 set durations = excluded.durations, baseline_runs = excluded.baseline_runs,
     regression_open = excluded.regression_open, last_at = greatest(w.last_at, excluded.last_at),
-    rank_u2 = excluded.rank_u2, rank_ties = excluded.rank_ties
+    baseline_log_sum = excluded.baseline_log_sum, baseline_log_squares = excluded.baseline_log_squares,
+    recent_log_sum = excluded.recent_log_sum, recent_log_squares = excluded.recent_log_squares
 
 -- name: metric_daily_load
 select d.source, d.metric, d.day, d.total, d.samples, d.m2, d.alert_open

@@ -42,16 +42,25 @@ BASELINE_RUNS = 60
 """At most this many runs before the recent ones form the baseline; held while a regression is open."""
 MIN_BASELINE_RUNS = 40
 """No verdict before the baseline has this many runs (at first, and again after a resolution)."""
-REGRESSION_CONFIDENCE = 0.999
-"""A regression opens only when the rank test says the recent runs are slower with this confidence."""
+REGRESSION_STANDARD_ERRORS = 3.0
+"""A regression opens only when the recent runs' mean log duration is at least this many standard
+errors above the baseline's (Welch's t statistic; about 99.8 % one-sided confidence) ..."""
 REGRESSION_PERCENT = 10
-"""... and the estimated slowdown (Hodges-Lehmann) is more than this many percent."""
+"""... and more than this many percent above it (the ratio of the two samples' geometric means)."""
 RESOLVE_PERCENT = 5
-"""An open regression resolves when the estimated slowdown against its held baseline is this or less,"""
-RESOLVE_CONFIDENCE = 0.93
-"""... or when the rank test's confidence that the recent runs are slower falls below this."""
+"""An open regression resolves when the recent runs are back within this many percent of its held
+baseline ..."""
+RESOLVE_STANDARD_ERRORS = 1.5
+"""... or less than this many standard errors above it."""
 CRITICAL_PERCENT = 50
 """A regression of more than this many percent is critical."""
+WINSOR_SPREADS = 2.5
+"""A run counts (and is kept) at most this many standard deviations of log duration away from the
+mean of the sample it joins ..."""
+WINSOR_MIN_RATIO = 2.0
+"""... but is never pulled closer than this factor of that sample's geometric mean (twice or half) ..."""
+WINSOR_MIN_RUNS = 10
+"""... once that sample has this many runs (before, the other sample's bounds; with neither, none)."""
 
 # performance: metrics_log daily rules
 LCP_INCREASE_PERCENT = 10

@@ -1,5 +1,6 @@
-"""The performance rules as pure functions: the rank test against brute force, the t tests against
-tables, the held baseline, the insight rows, batch-size independence and the daily metric rules."""
+"""The performance rules as pure functions: the duration rule's exact log sums and t statistic against
+direct computation, its winsorizing, the t tests against tables, the held baseline, the insight rows,
+batch-size independence and the daily metric rules."""
 
 from __future__ import annotations
 
@@ -13,10 +14,9 @@ from typing import Any
 import pytest
 
 from consumers import settings
-from consumers.durations import DurationState, Series, SeriesKey, analyze_durations
+from consumers.durations import LOG_SCALE, DurationState, Series, SeriesKey, analyze_durations, log_units
 from consumers.insights import Insight
 from consumers.metric_rules import Daily, analyze_metrics, samples_of
-from consumers.rank_test import RankComparison, shift_ratio
 from consumers.t_test import Summary, above_other, above_value, t_upper_tail
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -42,63 +42,89 @@ def opened_at(durations: list[int]) -> list[bool]:
     return flags
 
 
-# The rank test, against brute force.
+# The duration rule's statistics, against direct computation.
 
 
-def brute_z(baseline: list[int], recent: list[int]) -> float:
-    pooled = sorted(baseline + recent)
-    rank = {v: (pooled.index(v) + 1 + len(pooled) - pooled[::-1].index(v)) / 2 for v in pooled}
-    n, m, total = len(baseline), len(recent), len(pooled)
-    u = sum(rank[y] for y in recent) - m * (m + 1) / 2
-    ties = sum(pooled.count(v) ** 3 - pooled.count(v) for v in set(pooled))
-    variance = n * m / 12 * ((total + 1) - ties / (total * (total - 1)))
-    excess = u - n * m / 2
-    excess = max(excess - 0.5, 0) if excess > 0 else min(excess + 0.5, 0)
-    return excess / math.sqrt(variance) if variance > 0 else 0.0
+def welch_t(baseline: list[int], recent: list[int]) -> float:
+    """Welch's t of the recent mean log duration over the baseline's, from the values in floats."""
+    b = [log_units(v) / LOG_SCALE for v in baseline]
+    r = [log_units(v) / LOG_SCALE for v in recent]
+    se = math.sqrt(statistics.variance(b) / len(b) + statistics.variance(r) / len(r))
+    return (statistics.fmean(r) - statistics.fmean(b)) / se
 
 
-def test_rank_statistics_follow_every_change_of_the_samples() -> None:
+def sums_of(values: list[int]) -> tuple[int, int]:
+    return sum(log_units(v) for v in values), sum(log_units(v) ** 2 for v in values)
+
+
+def test_log_units() -> None:
+    assert (log_units(0), log_units(1), log_units(2)) == (0, 0, 693147)
+    assert log_units(2**31 - 1) == 21487563  # the largest duration_ms: squares of 100 fit a bigint
+    assert 100 * log_units(2**31 - 1) ** 2 < 2**63
+
+
+def test_sums_stay_exact_and_the_t_statistic_matches_a_direct_computation() -> None:
     rng = random.Random(5)
-    baseline = [rng.randint(1, 12) for _ in range(15)]
-    recent = [rng.randint(1, 12) for _ in range(10)]
-    ranks = RankComparison(baseline, recent)
-    for _ in range(400):
-        op = rng.choice(("add", "remove_recent", "age", "remove_baseline"))
-        if op == "add" or len(recent) < 2:
-            value = rng.randint(1, 14)
-            recent.append(value)
-            ranks.add_recent(value)
-        elif op == "remove_recent":
-            value = recent.pop(rng.randrange(len(recent)))
-            ranks.remove_recent(value)
-        elif op == "age":
-            value = recent.pop(rng.randrange(len(recent)))
-            baseline.append(value)
-            ranks.move_to_baseline(value)
-        elif len(baseline) > 2:
-            value = baseline.pop(rng.randrange(len(baseline)))
-            ranks.remove_baseline(value)
-        fresh = RankComparison(baseline, recent)
-        assert (ranks.u2, ranks.ties) == (fresh.u2, fresh.ties)
-        assert ranks.z() == pytest.approx(brute_z(baseline, recent))
-    ranks.clear_baseline()
-    assert (ranks.baseline, ranks.u2, ranks.ties) == ([], 0, RankComparison([], recent).ties)
+    series = Series(DurationState([]))
+    for i in range(600):
+        # Steps up and back, and a few spikes and 0 ms runs for the winsorizing to pull in.
+        level = (1.0, 1.4, 1.0, 0.8)[i // 150]
+        duration = round(300 * level * rng.lognormvariate(0, 0.3))
+        if i % 37 == 0:
+            duration = rng.choice((0, duration * 20))
+        series.push(duration)
+        state = series.state()
+        baseline, recent = state.durations[: state.baseline_runs], state.durations[state.baseline_runs :]
+        assert state.log_sums == (*sums_of(baseline), *sums_of(recent))
+        assert len(recent) <= settings.RECENT_RUNS and len(baseline) <= settings.BASELINE_RUNS
+        if len(baseline) >= 2 and len(recent) >= 2:
+            n, m = len(baseline), len(recent)
+            excess = n * series.r_sum - m * series.b_sum
+            assert series._t(excess, n, m) == pytest.approx(welch_t(baseline, recent), rel=1e-9)
+    # Unsummed (as a row from before the sums were kept): the same series from there on.
+    later = [round(300 * rng.lognormvariate(0, 0.3)) for _ in range(50)]
+    summed, unsummed = (
+        Series(series.state()),
+        Series(DurationState(list(state.durations), state.baseline_runs)),
+    )
+    for d in later:
+        assert summed.push(d) == unsummed.push(d)
+    assert summed.state() == unsummed.state()
 
 
-def test_share_of_slower_pairs_agrees_with_the_hodges_lehmann_ratio() -> None:
-    assert RankComparison([100], [110]).share_slower_than(10) == 0.5  # exactly 10 %: a tie
-    assert RankComparison([100], [111]).share_slower_than(10) == 1.0
-    assert RankComparison([7], [8]).share_slower_than(10) == 1.0  # 7.7 ms is not whole
-    rng = random.Random(9)
-    for _ in range(200):
-        baseline = [rng.randint(50, 150) for _ in range(rng.randint(1, 9))]
-        recent = [rng.randint(50, 200) for _ in range(rng.randint(1, 9))]
-        ranks = RankComparison(baseline, recent)
-        pairs = [(x, y) for x in baseline for y in recent]
-        above = sum(2 if 100 * y > 120 * x else 1 if 100 * y == 120 * x else 0 for x, y in pairs)
-        assert ranks.share_slower_than(20) == above / (2 * len(pairs))
-        if ranks.share_slower_than(20) > 0.5:
-            assert shift_ratio(baseline, recent) > 1.2 - 1e-12
+def winsor_bounds(values: list[int]) -> tuple[int, int]:
+    """The durations a run joining these values is pulled in to (settings.WINSOR_*)."""
+    units = [log_units(v) for v in values]
+    mean = statistics.fmean(units)
+    reach = max(
+        settings.WINSOR_SPREADS * statistics.stdev(units), math.log(settings.WINSOR_MIN_RATIO) * LOG_SCALE
+    )
+    return round(math.exp((mean - reach) / LOG_SCALE)), round(math.exp((mean + reach) / LOG_SCALE))
+
+
+def test_winsorizing_pulls_in_spikes_and_0_ms_runs_but_follows_a_real_slowdown() -> None:
+    rng = random.Random(8)
+    series = Series(DurationState([]))
+    for _ in range(50):
+        series.push(round(500 * rng.lognormvariate(0, 0.1)))
+    _, top = winsor_bounds(series.runs[series.n :])
+    series.push(500 * 40)  # a run 40 times slower counts as the top of the recent runs' range
+    assert series.runs[-1] == top < 1100
+    bottom, _ = winsor_bounds(series.runs[series.n :])
+    series.push(0)
+    assert series.runs[-1] == bottom > 200
+    # Half as slow again is within reach whatever the spread: a real slowdown is kept as it is.
+    slower = [round(750 * rng.lognormvariate(0, 0.05)) for _ in range(40)]
+    for d in slower:
+        series.push(d)
+    assert series.runs[-40:] == slower
+    # A run joins the baseline pulled in to the baseline's bounds (the spike was already).
+    assert max(series.runs[: series.n]) < 1100 and min(series.runs[: series.n]) > 200
+    # The first runs of a series have nothing to be judged against.
+    fresh = Series(DurationState([]))
+    for d in [500, 40_000, 0]:
+        fresh.push(d)
+    assert fresh.runs == [500, 40_000, 0]
 
 
 # The t tests, against tables.
@@ -169,7 +195,7 @@ def test_a_sustained_slowdown_stays_open_against_the_held_baseline() -> None:
     )
 
 
-def test_back_to_the_baseline_resolves_keeping_severity_and_learns_a_new_baseline() -> None:
+def test_back_to_the_baseline_resolves_keeping_severity_and_starts_afresh() -> None:
     durations = steady(100, 60) + steady(160, 60) + steady(100, 40)
     fx = analyze_durations(rows(durations), {})
     insight = fx.insights[KEY]
@@ -181,13 +207,12 @@ def test_back_to_the_baseline_resolves_keeping_severity_and_learns_a_new_baselin
     assert insight.body.startswith("Over its last 40 runs build in vscode took a median 10")
     assert insight.body.endswith("ms, back within 5% of the 100 ms it took before it slowed down.")
     assert insight.evidence["baseline_median"] == 100.0
-    # Learnt afresh from the resolution on: the runs since then have aged into a new baseline.
+    # Both samples are learnt afresh from the runs after the resolution.
     resolved_at = flags.index(False, 100)
     assert resolved_at < 120 + 40
     state = fx.states[KEY]
     since = len(durations) - 1 - resolved_at
-    assert (state.regression_open, state.baseline_runs, len(state.durations)) == (False, since, 40 + since)
-    assert state.durations == durations[-40 - since :]
+    assert (state.regression_open, state.baseline_runs, state.durations) == (False, 0, durations[-since:])
 
 
 @pytest.mark.parametrize(
@@ -213,7 +238,7 @@ def test_an_open_window_of_the_first_rule_is_judged_against_its_older_half() -> 
     fx = analyze_durations(rows([130]), legacy)
     assert fx.insights[KEY].status == "open"
     assert (fx.insights[KEY].evidence["baseline_runs"], fx.insights[KEY].evidence["recent_runs"]) == (20, 21)
-    fx = analyze_durations(rows([100] * 30), legacy)
+    fx = analyze_durations(rows([100] * 40), legacy)
     assert fx.insights[KEY].status == "resolved"
 
 

@@ -64,8 +64,8 @@ def connect_failure(err: BaseException, timeout: float) -> Exception:
 
 
 def _loads(text: str) -> Any:
-    # Most JSON the analyzers read back is small; the stdlib keeps integers of any size exact.
-    return {} if text == "{}" else json.loads(text)
+    # Most JSON the analyzers read back is small (their own state, never numbers beyond 64 bits).
+    return {} if text == "{}" else orjson.loads(text)
 
 
 def _dumps(value: Any) -> str:

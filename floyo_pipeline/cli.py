@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import sys
@@ -12,7 +13,6 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
-import uvloop
 
 from floyo_pipeline import __version__, exits
 from floyo_pipeline.composition import CompositionError, build_components, build_consumers, build_sources
@@ -492,7 +492,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout if args.command in LOGS_ON_STDOUT else sys.stderr,
     )
     try:
-        return uvloop.run(COMMANDS[args.command](settings, args))
+        return asyncio.run(COMMANDS[args.command](settings, args))
     except (ConfigError, CompositionError) as err:
         print(f"floyo-pipeline: {err}", file=sys.stderr)
         return EXIT_USAGE

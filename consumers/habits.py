@@ -74,18 +74,26 @@ class Habits:
             self.pairs[key] = self.pairs.get(key, 0.0) + weight
 
     def _fade(self, factor: float) -> None:
+        # Runs at nearly every switch: one pass over each table, the products computed once.
         floor = settings.HABIT_FORGET_BELOW
         self.switches *= factor
-        for app in list(self.apps):
-            counts = self.apps[app]
-            counts[0] *= factor
-            counts[1] *= factor
-            if counts[0] + counts[1] < floor:
-                del self.apps[app]
-        for key in list(self.pairs):
-            self.pairs[key] *= factor
-            if self.pairs[key] < floor:
-                del self.pairs[key]
+        gone = []
+        for app, counts in self.apps.items():
+            arrivals, departures = counts[0] * factor, counts[1] * factor
+            counts[0], counts[1] = arrivals, departures
+            if arrivals + departures < floor:
+                gone.append(app)
+        for app in gone:
+            del self.apps[app]
+        pairs = self.pairs
+        gone = []
+        for key, count in pairs.items():
+            count *= factor
+            pairs[key] = count
+            if count < floor:
+                gone.append(key)
+        for key in gone:
+            del pairs[key]
 
     def judge(self, source: str, target: str) -> Verdict:
         """How the user's switches source→target compare with chance, lately."""

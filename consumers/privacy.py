@@ -14,6 +14,7 @@ from uuid import UUID
 from consumers.sql import Q
 from floyo_pipeline.api import BatchContext, TelemetryEvent
 
+SHARED_KEY = "privacy"
 SKIPPED_CONSENT = "skipped_consent"
 SKIPPED_APP = "skipped_app"
 SKIPPED_SIGNAL = "skipped_signal"
@@ -69,11 +70,15 @@ async def load_privacy(ctx: BatchContext, users: Sequence[UUID]) -> dict[UUID, P
 
 
 async def analyzable(ctx: BatchContext, rows: Sequence[TelemetryEvent]) -> list[TelemetryEvent]:
-    """Apply the gate to `rows`, counting the skipped ones on `ctx`; returns the rows to analyze."""
+    """Apply the gate to `rows`, counting the skipped ones on `ctx`; returns the rows to analyze.
+    The settings are read once per batch for all the analyzers (in the batch's transaction)."""
     if not rows:
         return []
-    users = list(dict.fromkeys(r.user_id for r in rows))
-    kept, skipped = gate(rows, await load_privacy(ctx, users))
+    settings: dict[UUID, Privacy] = ctx.shared.setdefault(SHARED_KEY, {})
+    missing = [u for u in dict.fromkeys(r.user_id for r in rows) if u not in settings]
+    if missing:
+        settings.update(await load_privacy(ctx, missing))
+    kept, skipped = gate(rows, settings)
     for reason, n in skipped.items():
         ctx.count(reason, n)
     return kept

@@ -104,6 +104,9 @@ class BatchContext:
     connection: asyncpg.Connection
     outcomes: Counter[str] = field(default_factory=Counter)
     rejected: list[tuple[StreamRow, str]] = field(default_factory=list)
+    shared: dict[str, Any] = field(default_factory=dict)
+    """What the consumers of one batch share (read once for all of them in its transaction, e.g. the
+    privacy settings of its users); keys are the consumers' own."""
 
     async def execute(self, query: str, *args: Any) -> str:
         return str(await self.connection.execute(query, *args))

@@ -13,6 +13,7 @@ import asyncio
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
 
@@ -71,25 +72,35 @@ class Applier:
         self.retry = retry
 
     async def directly(
-        self, conn: asyncpg.Connection, consumer: Consumer, rows: list[StreamRow], result: ConsumerResult
+        self,
+        conn: asyncpg.Connection,
+        consumer: Consumer,
+        rows: list[StreamRow],
+        result: ConsumerResult,
+        shared: dict[str, Any],
     ) -> None:
         """Run the handler once, without a savepoint; raises HandlerFailed if it fails."""
-        err = await self._handle(conn, consumer, rows, result, savepoint=False)
+        err = await self._handle(conn, consumer, rows, result, shared, savepoint=False)
         if err is not None:
             raise HandlerFailed(consumer.name) from err
 
     async def carefully(
-        self, conn: asyncpg.Connection, consumer: Consumer, rows: list[StreamRow], result: ConsumerResult
+        self,
+        conn: asyncpg.Connection,
+        consumer: Consumer,
+        rows: list[StreamRow],
+        result: ConsumerResult,
+        shared: dict[str, Any],
     ) -> None:
         """Run the handler in savepoints: retried, then split until the failing rows stand alone."""
         if not rows:
             return
         for attempt in range(self.retry.handler_attempts):
-            if await self._handle(conn, consumer, rows, result, savepoint=True) is None:
+            if await self._handle(conn, consumer, rows, result, shared, savepoint=True) is None:
                 return
             if attempt + 1 < self.retry.handler_attempts:
                 await asyncio.sleep(self.retry.handler_backoff_seconds * 2**attempt)
-        await self._isolate(conn, consumer, rows, result, self.retry.handler_attempts)
+        await self._isolate(conn, consumer, rows, result, shared, self.retry.handler_attempts)
 
     async def _isolate(
         self,
@@ -97,10 +108,11 @@ class Applier:
         consumer: Consumer,
         rows: list[StreamRow],
         result: ConsumerResult,
+        shared: dict[str, Any],
         tries: int,
     ) -> None:
         if len(rows) == 1:
-            err = await self._handle(conn, consumer, rows, result, savepoint=True)
+            err = await self._handle(conn, consumer, rows, result, shared, savepoint=True)
             if err is not None:
                 row = rows[0]
                 result.dead.append(
@@ -116,8 +128,8 @@ class Applier:
             return
         middle = len(rows) // 2
         for half in (rows[:middle], rows[middle:]):
-            if await self._handle(conn, consumer, half, result, savepoint=True) is not None:
-                await self._isolate(conn, consumer, half, result, tries + 1)
+            if await self._handle(conn, consumer, half, result, shared, savepoint=True) is not None:
+                await self._isolate(conn, consumer, half, result, shared, tries + 1)
 
     async def _handle(
         self,
@@ -125,12 +137,13 @@ class Applier:
         consumer: Consumer,
         rows: Sequence[StreamRow],
         result: ConsumerResult,
+        shared: dict[str, Any],
         *,
         savepoint: bool,
     ) -> Exception | None:
         """Run the handler once; on success count its outcomes and dead-letter the rows it rejected.
         Returns the handler's error, if any."""
-        ctx = BatchContext(conn)
+        ctx = BatchContext(conn, shared=shared)
         batch = Batch(consumer.name, self.stream, tuple(sorted({r.pipeline_partition for r in rows})), rows)
         try:
             if savepoint:

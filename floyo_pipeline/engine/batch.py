@@ -58,11 +58,14 @@ class BatchResult:
         return [d for c in self.consumers.values() for d in c.dead]
 
 
-def _by_partition(records: Sequence[Any]) -> dict[int, list[Any]]:
-    grouped: dict[int, list[Any]] = {}
-    for record in records:
-        grouped.setdefault(record["pipeline_partition"], []).append(record)
-    return grouped
+@dataclass
+class Routed:
+    """A batch's rows in (txid, id) order, each consumer's share of them, and how many of them each
+    (consumer, partition) lease processes."""
+
+    ordered: list[Any]
+    rows: dict[str, list[Any]]
+    counts: dict[LeaseKey, int]
 
 
 def _within_limits(records: Sequence[Any], limit: int) -> tuple[list[Any], bool]:
@@ -121,9 +124,9 @@ class BatchRunner:
                 forward = await self._read_forward(conn, leases, self.batch_size - len(late.rows))
             result.fetched = len(late.rows) + len(forward.rows)
             result.more = not (late.complete and forward.complete)
-            mine = self._route(leases, late, forward)
+            routed = self._route(leases, late, forward)
             advanced = {
-                key: advance_cursor(lease, late, forward, len(mine.get(key, ())))
+                key: advance_cursor(lease, late, forward, routed.counts.get(key, 0))
                 for key, lease in leases.items()
             }
             # Partitions with rows always store their cursor (it commits with their effects); the
@@ -138,11 +141,12 @@ class BatchRunner:
                 self._unstored = unstored
                 self._adopt(leases, advanced)
                 return result
-            await self._apply(conn, mine, result, carefully)
+            await self._apply(conn, routed, result, carefully)
             await record_dead_letters(conn, self.stream, result.dead)
             await self.store.advance(conn, self.stream, changed)
-            read = (*late.rows, *forward.rows)
-            result.created_ats = [r["created_at"].timestamp() for r in read if r["created_at"] is not None]
+            result.created_ats = [
+                r["created_at"].timestamp() for r in routed.ordered if r["created_at"] is not None
+            ]
         self._unstored = unstored and not persist_all
         self._adopt(leases, advanced)
         if persist_all:
@@ -152,34 +156,47 @@ class BatchRunner:
         return result
 
     @staticmethod
-    def _route(leases: Mapping[LeaseKey, Lease], late: Read, forward: Read) -> dict[LeaseKey, list[Any]]:
-        """Each lease's rows: of its partition, after its own cursor."""
-        late_by = _by_partition(late.rows)
-        forward_by = _by_partition(forward.rows)
-        return {
-            key: [r for r in late_by.get(key[1], ()) if lease.wants_late(r)]
-            + [r for r in forward_by.get(key[1], ()) if lease.wants_forward(r)]
-            for key, lease in leases.items()
-        }
+    def _route(leases: Mapping[LeaseKey, Lease], late: Read, forward: Read) -> Routed:
+        """Each consumer's rows: of the partitions it leases, after its own cursors, in (txid, id)
+        order (late rows, of transactions the cursors passed while open, come before every forward
+        row). Usually every consumer leases every partition at the same cursor and gets all of them
+        without a look at each row."""
+        ordered = [*late.rows, *forward.rows]
+        first_forward: dict[int, tuple[int, int]] = {}
+        for r in forward.rows:
+            first_forward.setdefault(r["pipeline_partition"], (r["pipeline_txid"], r["id"]))
+        late_partitions = {r["pipeline_partition"] for r in late.rows}
+        present = first_forward.keys() | late_partitions
+        by_consumer: dict[str, dict[int, Lease]] = {}
+        for (consumer, partition), lease in leases.items():
+            by_consumer.setdefault(consumer, {})[partition] = lease
+        rows: dict[str, list[Any]] = {}
+        for consumer, held in by_consumer.items():
+            if not late_partitions and all(
+                p in held and held[p].position < first_forward[p] for p in present
+            ):
+                rows[consumer] = ordered
+                continue
+            wanted = [r for r in late.rows if (x := held.get(r["pipeline_partition"])) and x.wants_late(r)]
+            wanted += [
+                r for r in forward.rows if (x := held.get(r["pipeline_partition"])) and x.wants_forward(r)
+            ]
+            rows[consumer] = wanted
+        counts: dict[LeaseKey, int] = {}
+        for consumer, records in rows.items():
+            for record in records:
+                key = (consumer, record["pipeline_partition"])
+                counts[key] = counts.get(key, 0) + 1
+        return Routed(ordered, rows, counts)
 
     async def _apply(
-        self,
-        conn: asyncpg.Connection,
-        mine: Mapping[LeaseKey, list[Any]],
-        result: BatchResult,
-        carefully: bool,
+        self, conn: asyncpg.Connection, routed: Routed, result: BatchResult, carefully: bool
     ) -> None:
         """Decode each row once, then run each consumer on its rows in (txid, id) order."""
-        decoded: dict[int, StreamRow | Rejected] = {}
-        for records in mine.values():
-            for record in records:
-                if record["id"] not in decoded:
-                    decoded[record["id"]] = self.decoder.decode(record)
+        shared: dict[str, Any] = {}
+        decoded = {record["id"]: self.decoder.decode(record) for record in routed.ordered}
         for name, consumer in self.consumers.items():
-            records = sorted(
-                (r for (c, _), rs in mine.items() if c == name for r in rs),
-                key=lambda r: (r["pipeline_txid"], r["id"]),
-            )
+            records = routed.rows.get(name)
             if not records:
                 continue
             outcome = result.consumers.setdefault(name, ConsumerResult(rows=len(records)))
@@ -197,9 +214,9 @@ class BatchRunner:
                 else:
                     outcome.outcomes["unrouted"] += 1
             if carefully:
-                await self.applier.carefully(conn, consumer, rows, outcome)
+                await self.applier.carefully(conn, consumer, rows, outcome, shared)
             elif rows:
-                await self.applier.directly(conn, consumer, rows, outcome)
+                await self.applier.directly(conn, consumer, rows, outcome, shared)
 
     @staticmethod
     def _adopt(leases: Mapping[LeaseKey, Lease], advanced: Mapping[LeaseKey, Lease]) -> None:

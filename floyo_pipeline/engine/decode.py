@@ -45,6 +45,8 @@ class RowDecoder:
 
     def __init__(self, stream: Stream, max_row_bytes: int) -> None:
         self.model = stream.model
+        # The model's own validator, without model_validate's per-call overhead (every row goes here).
+        self.validate = stream.model.__pydantic_validator__.validate_python
         self.max_row_bytes = max_row_bytes
         self.times = [n for n, k in stream.kinds.items() if k == "time"]
         self.json = [n for n, k in stream.kinds.items() if k == "json"]
@@ -76,7 +78,8 @@ class RowDecoder:
             except orjson.JSONDecodeError as err:
                 return Rejected("UndecodableJson", f"{name}: {err}"[:MAX_ERROR_MESSAGE])
         try:
-            return self.model.model_validate(values)
+            row: StreamRow = self.validate(values)
+            return row
         except ValidationError as err:
             return Rejected(type(err).__name__, error_text(err))
         except (ValueError, TypeError, OverflowError, RecursionError) as err:

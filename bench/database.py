@@ -77,6 +77,11 @@ async def table_sizes(conn: asyncpg.Connection, schemas: Sequence[str]) -> list[
     return tables
 
 
+async def index_sizes(conn: asyncpg.Connection, table: str) -> dict[str, int]:
+    """Bytes of each index of `table`, by name."""
+    return {r["name"]: int(r["bytes"]) for r in await conn.fetch(BQ["index_sizes"], table)}
+
+
 async def pipeline_tables(conn: asyncpg.Connection) -> dict[str, list[dict[str, Any]]]:
     """Sizes of the tables by kind: the streams, what the pipeline writes (its outputs: the rest of
     public, less the users' own settings) and its state (the floyo_pipeline schema: analyzer state,

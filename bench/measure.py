@@ -12,14 +12,21 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 
-from bench.database import bench_database, pipeline_tables, processed_rows, seed_users, service_connections
+from bench.database import (
+    bench_database,
+    index_sizes,
+    pipeline_tables,
+    processed_rows,
+    seed_users,
+    service_connections,
+)
 from bench.database import table_sizes as sizes_of
 from bench.processes import postmaster_pid, tree_cpu_seconds
 from bench.queries import BQ
@@ -46,6 +53,8 @@ TARGET_RATES = (1000, 10_000)
 """The steady rates the latency targets are stated at (docs/benchmark.md)."""
 WAKEUP_RATE = 1000
 """The rate the poll-only wake-up is measured at, beside NOTIFY."""
+PIPELINE_INDEX = "telemetry_events_pipeline_idx"
+"""The stream's one index that is the pipeline's (pipeline_txid, id)."""
 STEADY_WAIT_SECONDS = 60.0
 """How long a steady phase waits for the last rows' effects before it reads the histogram."""
 
@@ -130,11 +139,13 @@ class Run:
             await asyncio.sleep(interval)
         return True
 
+    def postgres_cpu(self) -> float | None:
+        return None if self.postmaster is None else tree_cpu_seconds(self.postmaster)
+
     async def mark(self, group: Replicas) -> Mark:
         at = time.perf_counter()
         rows = await processed_rows(self.conn)
-        postgres = None if self.postmaster is None else tree_cpu_seconds(self.postmaster)
-        return Mark(at, rows, group.cpu_seconds(), postgres)
+        return Mark(at, rows, group.cpu_seconds(), self.postgres_cpu())
 
     def start(self, count: int, batch_size: int, readers: int, wakeup: str = "notify") -> Replicas:
         url = self.db.service_url
@@ -156,15 +167,31 @@ async def ceiling_and_ingest(run: Run) -> dict[str, Any]:
     await conn.execute(BQ["create_raw_table"])
     start = datetime(2026, 1, 1, tzinfo=UTC)
     sample = synthetic_rows(run.users, run.options.ceiling_rows, seed=1, start=start)
-    raw, piped = [], []
+    raw: list[float] = []
+    piped: list[float] = []
+    postgres_cpu: dict[str, float | None] = {RAW: 0.0, STREAM: 0.0}
+
+    async def insert(table: str) -> float:
+        before = run.postgres_cpu()
+        rate = await batched_insert(conn, table, sample)
+        after, spent = run.postgres_cpu(), postgres_cpu[table]
+        known = before is not None and after is not None and spent is not None
+        postgres_cpu[table] = (spent or 0.0) + (after or 0.0) - (before or 0.0) if known else None
+        return rate
+
     # Alternate (and swap the order each round) so drift on a shared machine hits both alike; the
     # overhead is the median of the paired rounds.
-    for round_ in range(6):
+    rounds = 6
+    for round_ in range(rounds):
         first, second = (RAW, STREAM)[:: 1 if round_ % 2 == 0 else -1]
-        a = await batched_insert(conn, first, sample)
-        b = await batched_insert(conn, second, sample)
+        a = await insert(first)
+        b = await insert(second)
         raw.append(a if first == RAW else b)
         piped.append(b if first == RAW else a)
+    per_1k = {
+        table: None if spent is None else round(spent / (rounds * len(sample)) * 1000, 4)
+        for table, spent in postgres_cpu.items()
+    }
     copy_rate = await copy_insert(run.db.admin_url, RAW, sample)
     read_rate = await cursor_read_raw(conn)
     raw_table = next(t for t in await sizes_of(conn, ["public"]) if t["name"] == RAW)
@@ -183,6 +210,8 @@ async def ceiling_and_ingest(run: Run) -> dict[str, Any]:
             "overhead_percent": round(
                 (1 - statistics.median(p / r for p, r in zip(piped, raw, strict=True))) * 100, 1
             ),
+            "plain_postgres_cpu_s_per_1k_rows": per_1k[RAW],
+            "pipeline_postgres_cpu_s_per_1k_rows": per_1k[STREAM],
         },
         "raw_table": per_million(raw_table),
     }
@@ -294,6 +323,7 @@ async def _phases(run: Run, progress: Callable[[str], None]) -> dict[str, Any]:
     results: dict[str, Any] = {
         "rows": options.rows,
         "machine": {"cpus": os.cpu_count()},
+        "options": asdict(options),
         "service": {
             "batch_size": options.batch_size,
             "readers_per_stream": options.readers,
@@ -309,11 +339,15 @@ async def _phases(run: Run, progress: Callable[[str], None]) -> dict[str, Any]:
     main, group = await catch_up(run, options.replicas[0])
     tables = await pipeline_tables(run.conn)
     stream = next(t for t in tables["streams"] if t["name"] == "telemetry_events")
+    indexes = await index_sizes(run.conn, STREAM)
+    scale = 1e6 / max(int(stream["rows"]), 1) / 2**20
     results["catch_up"] = main
     results["storage"] = {
         "users": options.users,
-        "stream": per_million(stream),
+        "stream": per_million(stream)
+        | {"indexes_mib_per_million": {n: round(b * scale, 1) for n, b in indexes.items()}},
         "stream_without_pipeline": ceiling["raw_table"],
+        "pipeline_index": PIPELINE_INDEX,
         "outputs": tables["outputs"],
         "state": tables["state"],
     }

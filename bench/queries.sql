@@ -45,7 +45,9 @@ select coalesce(min(total), 0) from (
 ) s
 
 -- name: connections_of_role
-select count(*) from pg_stat_activity where usename = $1
+-- Client connections only: a parallel query's workers show under the same role but take no
+-- connection slot.
+select count(*) from pg_stat_activity where usename = $1 and backend_type = 'client backend'
 
 -- name: backend_pid
 select pg_backend_pid()
@@ -64,6 +66,12 @@ order by n.nspname, c.relname
 -- name: count_rows
 -- {table}: a schema-qualified name from table_sizes, quoted by the benchmark.
 select count(*) from {table}
+
+-- name: index_sizes
+select i.indexrelid::regclass::text as name, pg_relation_size(i.indexrelid) as bytes
+from pg_index i
+where i.indrelid = $1::regclass
+order by 1
 
 -- name: stream_tables
 select stream from floyo_pipeline.streams order by stream

@@ -59,7 +59,7 @@ def format_report(results: dict[str, Any]) -> str:
                 f"  p99 insert->effect @ {s['target_rate']:>6,}/s   {s['p99_ms']:>12.1f} ms"
                 f"      <= {limit} ms  (p50 {s['p50_ms']} ms, achieved {s['achieved_rate']:,}/s)"
             )
-    lines += _scale_out(results) + _cpu_and_connections(k) + _storage(results)
+    lines += _scale_out(results) + _cpu_and_connections(results) + _storage(results)
     lines += _latency(results) + _sweeps(results)
     if any(code != 0 for code in results.get("service_exit_codes", [])):
         lines += ["", f"WARNING: service exit codes {results['service_exit_codes']}"]
@@ -89,17 +89,30 @@ def _short_cpu(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
-def _cpu_and_connections(k: dict[str, Any]) -> list[str]:
-    replicas = k.get("replicas", 1)
+def _cpu_and_connections(results: dict[str, Any]) -> list[str]:
+    k = results["catch_up"]
     return [
         "",
-        f"During the catch-up ({replicas} replica(s), from all ready to the last row, "
+        f"CPU and connections (catch-up: {k.get('replicas', 1)} replica(s), from all ready to the last row, "
         f"{k['cpu_window_rows']:,} rows)",
-        f"  service processes       {_cpu(k['service_cpu_s_per_1k_rows'], k['service_cores'])}",
-        f"  Postgres (all backends) {_cpu(k['postgres_cpu_s_per_1k_rows'], k['postgres_cores'])}",
-        f"  connections (peak)      {k['connections_peak']} in all "
+        f"  catch-up, service processes {_cpu(k['service_cpu_s_per_1k_rows'], k['service_cores'])}",
+        f"  catch-up, Postgres          {_cpu(k['postgres_cpu_s_per_1k_rows'], k['postgres_cores'])}",
+        f"  inserts, Postgres           {_ingest_cpu(results['ingest'])}",
+        f"  connections (peak)          {k['connections_peak']} in all "
         f"(pool of {k['pool_size_per_replica']} + 1 LISTEN per replica at most)",
     ]
+
+
+def _ingest_cpu(ingest: dict[str, Any]) -> str:
+    piped, plain = (
+        ingest.get("pipeline_postgres_cpu_s_per_1k_rows"),
+        ingest.get("plain_postgres_cpu_s_per_1k_rows"),
+    )
+    if piped is None or plain is None:
+        return "not measured"
+    return (
+        f"{piped:.4f} CPU-s per 1,000 rows inserted ({plain:.4f} without the pipeline's column and trigger)"
+    )
 
 
 def _storage(results: dict[str, Any]) -> list[str]:
@@ -107,13 +120,18 @@ def _storage(results: dict[str, Any]) -> list[str]:
     if not st:
         return []
     stream, raw = st["stream"], st["stream_without_pipeline"]
+    # The copy's own indexes are no guide (it holds the same rows several times over, which btree
+    # deduplication shrinks), so the pipeline's share is its column (heap against heap) and its index.
+    column = stream["table_mib_per_million"] - raw["table_mib_per_million"]
+    index = stream.get("indexes_mib_per_million", {}).get(st.get("pipeline_index", ""), math.nan)
     lines = [
         "",
         "Storage",
         f"  telemetry_events        {stream['total_mib_per_million']:>8,.1f} MiB per 1M rows "
         f"(table {stream['table_mib_per_million']:,.1f}, indexes {stream['index_mib_per_million']:,.1f}; "
         f"measured on {stream['rows']:,} rows)",
-        f"  without the pipeline's column and index {raw['total_mib_per_million']:,.1f} MiB per 1M rows",
+        f"  of which the pipeline's {column + index:>8,.1f} MiB per 1M rows (its column {column:,.1f}, "
+        f"table against a copy without it; its index {index:,.1f})",
     ]
     for kind, label in (("outputs", "outputs"), ("state", "pipeline state")):
         tables = st[kind]

@@ -70,7 +70,13 @@ def canned() -> dict[str, Any]:
             "copy_rows_per_s": 117_183,
             "cursor_read_rows_per_s": 391_641,
         },
-        "ingest": {"plain_rows_per_s": 67_096, "pipeline_rows_per_s": 63_551, "overhead_percent": 5.3},
+        "ingest": {
+            "plain_rows_per_s": 67_096,
+            "pipeline_rows_per_s": 63_551,
+            "overhead_percent": 5.3,
+            "plain_postgres_cpu_s_per_1k_rows": 0.0105,
+            "pipeline_postgres_cpu_s_per_1k_rows": 0.012,
+        },
         "catch_up": main,
         "storage": {
             "users": 2000,
@@ -79,7 +85,12 @@ def canned() -> dict[str, Any]:
                 "table_mib_per_million": 117.2,
                 "index_mib_per_million": 104.3,
                 "total_mib_per_million": 221.5,
+                "indexes_mib_per_million": {
+                    "telemetry_events_pipeline_idx": 59.6,
+                    "telemetry_events_pkey": 21.0,
+                },
             },
+            "pipeline_index": "telemetry_events_pipeline_idx",
             "stream_without_pipeline": {
                 "rows": 1_400_000,
                 "table_mib_per_million": 110.0,
@@ -124,11 +135,13 @@ def test_the_report_prints_every_figure_beside_its_target() -> None:
     assert "ingest overhead (columns+trigger)         5.3 %" in text
     assert "p99 insert->effect @  1,000/s           29.1 ms      <= 25 ms  (p50 8.9 ms" in text
     assert "p99 insert->effect @ 10,000/s          101.6 ms      <= 100 ms" in text
-    assert "service processes       0.0523 CPU-s per 1,000 rows  (0.93 cores busy)" in text
-    assert "Postgres (all backends) 0.0411 CPU-s per 1,000 rows  (0.71 cores busy)" in text
+    assert "catch-up, service processes 0.0523 CPU-s per 1,000 rows  (0.93 cores busy)" in text
+    assert "catch-up, Postgres          0.0411 CPU-s per 1,000 rows  (0.71 cores busy)" in text
+    assert "inserts, Postgres           0.0120 CPU-s per 1,000 rows inserted (0.0105 without" in text
     assert "2 replica(s)       28,751 rows/s  0.43 x insert" in text
     assert "poll only @  1,000 rows/s           1003.0    1804.2    1985.9" in text
     assert "221.5 MiB per 1M rows" in text
+    assert "of which the pipeline's     66.8 MiB per 1M rows (its column 7.2, table against a copy" in text
     assert "by FLOYO_BATCH_SIZE" in text and "by FLOYO_READERS_PER_STREAM" in text
     assert "WARNING" not in text
 

@@ -79,7 +79,8 @@ def _scale_out(results: dict[str, Any]) -> list[str]:
         lines.append(
             f"  {r['replicas']} replica(s)   {r['rows_per_s']:>10,} rows/s"
             f"  {r['ratio_to_batched_insert']:.2f} x insert"
-            f"  peak RSS {r['peak_rss_mib']:.1f} MiB  service {_short_cpu(r['service_cpu_s_per_1k_rows'])}"
+            f"  peak RSS {r['peak_rss_mib']:.1f} MiB  connections {r.get('connections_peak', '?')}"
+            f"  service {_short_cpu(r['service_cpu_s_per_1k_rows'])}"
             f"  Postgres {_short_cpu(r['postgres_cpu_s_per_1k_rows'])} CPU-s/1k rows"
         )
     return lines

@@ -114,6 +114,7 @@ def canned() -> dict[str, Any]:
                 "rows_per_s": 28_751,
                 "ratio_to_batched_insert": 0.429,
                 "peak_rss_mib": 107.6,
+                "connections_peak": 17,
                 "service_cpu_s_per_1k_rows": None,
                 "postgres_cpu_s_per_1k_rows": None,
             },
@@ -138,7 +139,7 @@ def test_the_report_prints_every_figure_beside_its_target() -> None:
     assert "catch-up, service processes 0.0523 CPU-s per 1,000 rows  (0.93 cores busy)" in text
     assert "catch-up, Postgres          0.0411 CPU-s per 1,000 rows  (0.71 cores busy)" in text
     assert "inserts, Postgres           0.0120 CPU-s per 1,000 rows inserted (0.0105 without" in text
-    assert "2 replica(s)       28,751 rows/s  0.43 x insert" in text
+    assert "2 replica(s)       28,751 rows/s  0.43 x insert  peak RSS 107.6 MiB  connections 17" in text
     assert "poll only @  1,000 rows/s           1003.0    1804.2    1985.9" in text
     assert "221.5 MiB per 1M rows" in text
     assert "of which the pipeline's     66.8 MiB per 1M rows (its column 7.2, table against a copy" in text

@@ -250,6 +250,22 @@ async def catch_up(run: Run, count: int) -> tuple[dict[str, Any], Replicas]:
     }, group
 
 
+async def storage(run: Run, raw_table: dict[str, Any]) -> dict[str, Any]:
+    """The stream's size per million rows (and its indexes'), the outputs' and the state's."""
+    tables = await pipeline_tables(run.conn)
+    stream = next(t for t in tables["streams"] if t["name"] == "telemetry_events")
+    scale = 1e6 / max(int(stream["rows"]), 1) / 2**20
+    indexes = {name: round(size * scale, 1) for name, size in (await index_sizes(run.conn, STREAM)).items()}
+    return {
+        "users": run.options.users,
+        "stream": per_million(stream) | {"indexes_mib_per_million": indexes},
+        "stream_without_pipeline": raw_table,
+        "pipeline_index": PIPELINE_INDEX,
+        "outputs": tables["outputs"],
+        "state": tables["state"],
+    }
+
+
 async def steady_load(run: Run, group: Replicas, rate: int) -> dict[str, Any]:
     """`rate` rows/s for --steady-seconds on a drained stream; insert→effect latency percentiles from
     the replicas' histograms."""
@@ -307,15 +323,16 @@ async def sweep_point(run: Run, batch_size: int, readers: int) -> dict[str, Any]
 
 async def measure_all(options: Options, progress: Callable[[str], None] = print) -> dict[str, Any]:
     """Every measurement of the benchmark, in one run on one database."""
-    tmp = Path(tempfile.mkdtemp(prefix="floyo-bench-"))
-    async with bench_database(tmp) as db:
-        conn = await connect(db.admin_url)
-        try:
-            users = await seed_users(conn, options.users, APPS)
-            run = Run(db, conn, users, options, await postmaster_pid(conn))
-            return await _phases(run, progress)
-        finally:
-            await conn.close()
+    # The embedded server's data (a gigabyte for a 1M-row run) goes once the server has stopped.
+    with tempfile.TemporaryDirectory(prefix="floyo-bench-") as tmp:
+        async with bench_database(Path(tmp)) as db:
+            conn = await connect(db.admin_url)
+            try:
+                users = await seed_users(conn, options.users, APPS)
+                run = Run(db, conn, users, options, await postmaster_pid(conn))
+                return await _phases(run, progress)
+            finally:
+                await conn.close()
 
 
 async def _phases(run: Run, progress: Callable[[str], None]) -> dict[str, Any]:
@@ -337,21 +354,9 @@ async def _phases(run: Run, progress: Callable[[str], None]) -> dict[str, Any]:
 
     progress(f"catch-up of {options.rows:,} rows, {options.replicas[0]} replica(s)")
     main, group = await catch_up(run, options.replicas[0])
-    tables = await pipeline_tables(run.conn)
-    stream = next(t for t in tables["streams"] if t["name"] == "telemetry_events")
-    indexes = await index_sizes(run.conn, STREAM)
-    scale = 1e6 / max(int(stream["rows"]), 1) / 2**20
-    results["catch_up"] = main
-    results["storage"] = {
-        "users": options.users,
-        "stream": per_million(stream)
-        | {"indexes_mib_per_million": {n: round(b * scale, 1) for n, b in indexes.items()}},
-        "stream_without_pipeline": ceiling["raw_table"],
-        "pipeline_index": PIPELINE_INDEX,
-        "outputs": tables["outputs"],
-        "state": tables["state"],
-    }
     try:
+        results["catch_up"] = main
+        results["storage"] = await storage(run, ceiling["raw_table"])
         results["steady"] = []
         for rate in options.rates:
             progress(f"steady load at {rate:,} rows/s (NOTIFY)")

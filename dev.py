@@ -32,11 +32,13 @@ BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 STAMP = VENV / ".floyo-installed"
 INSTALL_LOG = VENV / "install.log"
 LOCK = ROOT / "requirements" / "runtime.lock"
-# The extras a developer gets (one a line): tools and tests, the embedded Postgres, the demo's view.
+# The extras a developer gets (one a line): tools and tests, the embedded Postgres, the demo's view,
+# the benchmark's plots.
 EXTRAS = [
     "dev",
     "embedded",
     "demo",
+    "bench",
 ]
 LOCK_HEADER = """\
 # The runtime dependencies of floyo-pipeline and theirs, pinned: what the Docker image installs

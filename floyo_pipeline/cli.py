@@ -100,7 +100,7 @@ _SETTING_FLAGS = {
             "wake-up hints: notify, realtime or poll (FLOYO_WAKEUP, default notify)",
         ),
         SettingFlag(
-            "--batch-size", "batch_size", "ROWS", int, "max rows per batch (FLOYO_BATCH_SIZE, default 500)"
+            "--batch-size", "batch_size", "ROWS", int, "max rows per batch (FLOYO_BATCH_SIZE, default 5000)"
         ),
         SettingFlag(
             "--poll-interval",

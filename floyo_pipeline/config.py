@@ -72,7 +72,7 @@ class Settings(BaseSettings):
     http_cache_seconds: float = Field(default=1.0, ge=0, le=60)
     log_format: LogFormat = LogFormat.JSON
     log_level: str = Field(default="info", pattern="^(debug|info|warning|error)$")
-    batch_size: int = Field(default=500, ge=1, le=10_000)
+    batch_size: int = Field(default=5000, ge=1, le=10_000)
     batch_max_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024, le=1024 * 1024 * 1024)
     max_row_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
     poll_interval_seconds: float = Field(default=2.0, gt=0, le=3600)

@@ -1,14 +1,15 @@
 """The privacy gate in front of every telemetry analyzer (docs/analyzers.md; G9 in docs/guarantees.md).
 
 A row is analyzed only if its user gave consent and left monitoring on, its app is allow-listed,
-enabled and not scoped `none`, and its event type is not switched off. Settings are read once per
-batch, inside the batch's transaction, so a change applies to every row processed after it commits.
+enabled and not scoped `none`, and its event type is not switched off. Settings are read inside the
+batch's transaction, so a change applies to every row processed after it commits; they come from the
+pipeline's copy of the settings tables (migration 20261128001200), which no user can lock.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from uuid import UUID
 
 from consumers.sql import Q
@@ -60,25 +61,56 @@ def gate(
     return kept, skipped
 
 
-async def load_privacy(ctx: BatchContext, users: Sequence[UUID]) -> dict[UUID, Privacy]:
-    """The settings of `users`, in one query."""
-    records = await ctx.fetch(Q["privacy_settings"], list(users))
-    return {
-        r["user_id"]: Privacy(r["monitored"], frozenset(r["apps"]), frozenset(r["signals_off"]))
-        for r in records
-    }
+@dataclass
+class BatchPrivacy:
+    """The gate's answers looked up so far in one batch (shared by its analyzers): each user's, and
+    each (user, app) and (user, event type) the batch's rows asked about."""
+
+    monitored: dict[UUID, bool] = field(default_factory=dict)
+    apps: dict[UUID, set[str]] = field(default_factory=dict)
+    signals_off: dict[UUID, set[str]] = field(default_factory=dict)
+    asked_apps: set[tuple[UUID, str]] = field(default_factory=set)
+    asked_signals: set[tuple[UUID, str]] = field(default_factory=set)
+
+    def settings(self) -> dict[UUID, Privacy]:
+        return {
+            user: Privacy(on, frozenset(self.apps.get(user, ())), frozenset(self.signals_off.get(user, ())))
+            for user, on in self.monitored.items()
+        }
+
+
+async def load_privacy(ctx: BatchContext, rows: Sequence[TelemetryEvent], known: BatchPrivacy) -> None:
+    """Look up, in one query, what the gate needs for `rows` and `known` does not hold yet."""
+    users = [u for u in dict.fromkeys(r.user_id for r in rows) if u not in known.monitored]
+    apps = list({(r.user_id, r.app_id) for r in rows} - known.asked_apps)
+    signals = list({(r.user_id, r.event_type) for r in rows} - known.asked_signals)
+    if not (users or apps or signals):
+        return
+    records = await ctx.fetch(
+        Q["privacy_settings"],
+        users,
+        [u for u, _ in apps],
+        [a for _, a in apps],
+        [u for u, _ in signals],
+        [k for _, k in signals],
+    )
+    known.asked_apps.update(apps)
+    known.asked_signals.update(signals)
+    for r in records:
+        user = r["user_id"]
+        known.monitored[user] = r["monitored"]
+        known.apps.setdefault(user, set()).update(r["apps"])
+        known.signals_off.setdefault(user, set()).update(r["signals_off"])
 
 
 async def analyzable(ctx: BatchContext, rows: Sequence[TelemetryEvent]) -> list[TelemetryEvent]:
     """Apply the gate to `rows`, counting the skipped ones on `ctx`; returns the rows to analyze.
-    The settings are read once per batch for all the analyzers (in the batch's transaction)."""
+    The settings are read in the batch's transaction, once per key for all the analyzers."""
     if not rows:
         return []
-    settings: dict[UUID, Privacy] = ctx.shared.setdefault(SHARED_KEY, {})
-    missing = [u for u in dict.fromkeys(r.user_id for r in rows) if u not in settings]
-    if missing:
-        settings.update(await load_privacy(ctx, missing))
-    kept, skipped = gate(rows, settings)
+    known: BatchPrivacy = ctx.shared.setdefault(SHARED_KEY, BatchPrivacy())
+    await load_privacy(ctx, rows, known)
+    kept, skipped = gate(rows, known.settings())
     for reason, n in skipped.items():
         ctx.count(reason, n)
     return kept

@@ -2,20 +2,29 @@
 -- Each batch reads its state in one query and writes each table in one set-based statement.
 
 -- name: privacy_settings
+-- The gate's answers for one batch, from the pipeline's copy of the settings (which no user can lock):
+-- per user in $1, whether it is monitored, which of the apps asked for it ($2, $3: user, app pairs)
+-- are allowed, and which of the event types asked ($4, $5) are switched off. Only the batch's own
+-- keys are looked up, so what comes back is bounded by the batch, not by the user's settings.
+with allowed as (
+  select q.user_id, array_agg(q.app_id) as apps
+  from (select distinct * from unnest($2::uuid[], $3::text[]) as q(user_id, app_id)) q
+  join floyo_pipeline.user_apps a on a.user_id = q.user_id and a.app_id = q.app_id
+  group by q.user_id
+), switched_off as (
+  select q.user_id, array_agg(q.signal_key) as signals_off
+  from (select distinct * from unnest($4::uuid[], $5::text[]) as q(user_id, signal_key)) q
+  join floyo_pipeline.user_signals_off t on t.user_id = q.user_id and t.signal_key = q.signal_key
+  group by q.user_id
+)
 select u.user_id,
-       coalesce(p.consent_given and p.monitoring_enabled, false) as monitored,
+       coalesce(s.monitored, false) as monitored,
        coalesce(a.apps, '{}'::text[]) as apps,
-       coalesce(t.signals_off, '{}'::text[]) as signals_off
+       coalesce(o.signals_off, '{}'::text[]) as signals_off
 from unnest($1::uuid[]) as u(user_id)
-left join public.privacy_prefs p on p.user_id = u.user_id
-left join lateral (
-  select array_agg(a.app_id) as apps from public.app_allowlist a
-  where a.user_id = u.user_id and a.enabled and a.scope <> 'none'
-) a on true
-left join lateral (
-  select array_agg(t.signal_key) as signals_off from public.signal_toggles t
-  where t.user_id = u.user_id and not t.enabled
-) t on true
+left join floyo_pipeline.user_settings s on s.user_id = u.user_id
+left join allowed a on a.user_id = u.user_id
+left join switched_off o on o.user_id = u.user_id
 
 -- name: file_state_load
 -- The previous file event and recent paths per user, and the current pattern counts of the

@@ -3,24 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 import asyncpg
 
 from tests.support.consumers import EFFECTS_DDL, wait_for_effects
 from tests.support.pg import Cluster, TestDatabase, create_test_database, drop_test_database
-from tests.support.service import ServiceProcess, insert_events, make_users
+from tests.support.service import ServiceProcess, insert_events, make_users, peak_rss
 
 MIB = 1024 * 1024
 Backlog = Callable[[asyncpg.Connection, int], Awaitable[None]]
-
-
-def peak_rss(pid: int) -> int:
-    """The process's high-water mark of resident memory (VmHWM), in bytes."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmHWM in /proc status")
 
 
 async def peak_catching_up(cluster: Cluster, rows: int, backlog: Backlog) -> int:

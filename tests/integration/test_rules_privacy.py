@@ -6,6 +6,7 @@ import asyncpg
 
 from floyo_pipeline.metrics import REGISTRY
 from tests.support.analyzers import Ev, consenting_users, insert_rows, process, users_stored
+from tests.support.clients import as_user
 from tests.support.pg import TestDatabase
 from tests.support.service import make_users
 
@@ -89,3 +90,58 @@ async def test_gate_skips_and_counts_by_reason(database: TestDatabase, admin: as
     assert await users_stored(admin) == {ok, refused}
     late = await admin.fetch("select file_extension, count from public.patterns where user_id = $1", refused)
     assert [(r["file_extension"], r["count"]) for r in late] == [("sql", 1)]
+
+
+async def copies(admin: asyncpg.Connection, user: object) -> tuple[object, list[str], list[str]]:
+    """The pipeline's copy of one user's settings: (monitored, retention days), apps, signals off."""
+    prefs = await admin.fetchrow(
+        "select monitored, data_retention_days from floyo_pipeline.user_settings where user_id = $1", user
+    )
+    apps = await admin.fetch(
+        "select app_id from floyo_pipeline.user_apps where user_id = $1 order by 1", user
+    )
+    off = await admin.fetch(
+        "select signal_key from floyo_pipeline.user_signals_off where user_id = $1 order by 1", user
+    )
+    return (tuple(prefs) if prefs else None), [r[0] for r in apps], [r[0] for r in off]
+
+
+async def test_the_pipelines_copy_follows_every_change_a_user_makes(
+    database: TestDatabase, admin: asyncpg.Connection
+) -> None:
+    [user] = await make_users(admin, 1)
+    steps = [
+        ("insert into public.privacy_prefs (user_id, consent_given, monitoring_enabled)"
+         " values ($1, true, true)",
+         ((True, 14), [], [])),
+        ("insert into public.app_allowlist (user_id, app_id) values ($1, 'vscode'), ($1, 'slack')",
+         ((True, 14), ["slack", "vscode"], [])),
+        ("update public.app_allowlist set enabled = false where user_id = $1 and app_id = 'slack'",
+         ((True, 14), ["vscode"], [])),
+        ("update public.app_allowlist set scope = 'none' where user_id = $1 and app_id = 'vscode'",
+         ((True, 14), [], [])),
+        ("update public.app_allowlist set enabled = true, scope = 'metadata_only' where user_id = $1",
+         ((True, 14), ["slack", "vscode"], [])),
+        ("delete from public.app_allowlist where user_id = $1 and app_id = 'slack'",
+         ((True, 14), ["vscode"], [])),
+        ("insert into public.signal_toggles (user_id, signal_key, enabled)"
+         " values ($1, 'file_deleted', false)",
+         ((True, 14), ["vscode"], ["file_deleted"])),
+        ("update public.signal_toggles set enabled = true where user_id = $1",
+         ((True, 14), ["vscode"], [])),
+        ("update public.signal_toggles set enabled = false where user_id = $1",
+         ((True, 14), ["vscode"], ["file_deleted"])),
+        ("delete from public.signal_toggles where user_id = $1",
+         ((True, 14), ["vscode"], [])),
+        ("update public.privacy_prefs set monitoring_enabled = false, data_retention_days = 3"
+         " where user_id = $1",
+         ((False, 3), ["vscode"], [])),
+        ("delete from public.privacy_prefs where user_id = $1",
+         (None, ["vscode"], [])),
+    ]  # fmt: skip
+    for sql, expected in steps:
+        async with as_user(admin, user) as c:
+            await c.execute(sql, user)
+        assert await copies(admin, user) == expected, sql
+    await admin.execute("truncate public.app_allowlist")
+    assert await copies(admin, user) == (None, [], [])

@@ -43,6 +43,14 @@ async def wait_until(
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+def peak_rss(pid: int) -> int:
+    """The process's high-water mark of resident memory (VmHWM), in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM in /proc status")
+
+
 async def make_users(conn: asyncpg.Connection, n: int) -> list[uuid.UUID]:
     users = [uuid.uuid4() for _ in range(n)]
     await conn.execute("insert into auth.users (id) select unnest($1::uuid[])", users)

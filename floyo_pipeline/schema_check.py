@@ -35,7 +35,7 @@ PUBLICATION = "supabase_realtime"
 PRIVATE_SCHEMA = "floyo_pipeline"
 # The engine's bookkeeping (streams, checkpoints, leases, dead letters, scheduled jobs) in the private
 # schema, which the API roles never reach; the consumers' private tables join it.
-ENGINE_TABLES = ("streams", "checkpoints", "replicas", "dead_letters", "job_runs")
+ENGINE_TABLES = ("streams", "checkpoints", "replicas", "dead_letters", "job_runs", "locks")
 NOTIFY_FUNCTION = "floyo_pipeline.notify_stream_insert"
 USER_ROLES = ("anon", "authenticated")
 # Roles that reach the tables through Supabase's API, and the stream columns only the database writes.

@@ -6,8 +6,9 @@ The tables come from their declarations: each stream's age column (floyo_pipelin
 and each table the consumers declare with one (`Consumer.tables`); the queries are rendered from
 floyo_pipeline/sql/templates/retention.sql. One transaction holding the `retention` row of
 `floyo_pipeline.locks` (floyo_pipeline.job_locks: no API role can take it), so only one replica
-deletes at a time; the others return at once. `floyo-pipeline retention [--dry-run]` runs it by hand;
-a dry run only counts and takes no lock.
+deletes at a time: the scheduled job waits for the holder (which may be the session of a process
+killed mid-run, still rolling back), `floyo-pipeline retention [--dry-run]` (by hand) returns at once.
+A dry run only counts and takes no lock.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from floyo_pipeline.api import Consumer, Table
 from floyo_pipeline.config import Settings
 from floyo_pipeline.connections import open_connection
 from floyo_pipeline.engine.streams import STREAMS
-from floyo_pipeline.job_locks import try_lock
+from floyo_pipeline.job_locks import try_lock, wait_lock
 from floyo_pipeline.logs import get_logger
 from floyo_pipeline.queries import load_queries
 from floyo_pipeline.storage import declared_tables
@@ -54,18 +55,21 @@ def retention_query(table: Table, verb: Verb) -> str:
 
 
 async def run_retention(
-    conn: asyncpg.Connection, consumers: Sequence[Consumer], dry_run: bool
+    conn: asyncpg.Connection, consumers: Sequence[Consumer], dry_run: bool, wait: bool = False
 ) -> dict[str, int]:
     """Rows deleted per table, by its name without the schema (or, with `dry_run`, that would be);
-    `{LOCK_NOT_ACQUIRED: 1}` if another replica is running it."""
+    `{LOCK_NOT_ACQUIRED: 1}` if another session is running it, unless `wait`: then after it."""
     verb: Verb = "count" if dry_run else "delete"
     queries = {t.bare_name: retention_query(t, verb) for t in retention_tables(consumers)}
     counts: dict[str, int] = {}
     async with conn.transaction():
         # A dry run only counts: it must not make a concurrent real run skip.
-        if not dry_run and not await try_lock(conn, RETENTION_LOCK):
-            log.info("retention.skipped", reason="another session is running it")
-            return {LOCK_NOT_ACQUIRED: 1}
+        if not dry_run:
+            if wait:
+                await wait_lock(conn, RETENTION_LOCK)
+            elif not await try_lock(conn, RETENTION_LOCK):
+                log.info("retention.skipped", reason="another session is running it")
+                return {LOCK_NOT_ACQUIRED: 1}
         for table, query in queries.items():
             counts[table] = int(await conn.fetchval(query, DEFAULT_RETENTION_DAYS))
     log.info("retention.done", dry_run=dry_run, **counts)

@@ -14,7 +14,7 @@ from consumers import all_consumers
 from floyo_pipeline.job_locks import try_lock
 from floyo_pipeline.retention import LOCK_NOT_ACQUIRED, RETENTION_LOCK, retention_tables, run_retention
 from tests.support.pg import TestDatabase
-from tests.support.service import ROOT, fresh_env, make_users
+from tests.support.service import ROOT, fresh_env, make_users, wait_until
 
 CONSUMERS = all_consumers()
 TABLES = [t.bare_name for t in retention_tables(CONSUMERS)]
@@ -171,9 +171,22 @@ async def test_retention_deletes_exactly_the_expired_rows(
                 assert await run_retention(service, CONSUMERS, dry_run=False) == {LOCK_NOT_ACQUIRED: 1}
                 assert await run_retention(service, CONSUMERS, dry_run=True) == expected
             assert await present(admin) == everything
+            # The scheduled job waits for the holder instead (it may be a killed process's session,
+            # whose deletions roll back), then deletes.
+            async with holder.transaction():
+                assert await try_lock(holder, RETENTION_LOCK)
+                waiting = asyncio.ensure_future(run_retention(service, CONSUMERS, dry_run=False, wait=True))
+                await wait_until(
+                    lambda: admin.fetchval(
+                        "select wait_event_type = 'Lock' from pg_stat_activity where pid = $1",
+                        service.get_server_pid(),
+                    ),
+                    what="the job waiting for the lock",
+                )
+                assert await present(admin) == everything
         finally:
             await holder.close()
-        assert await run_retention(service, CONSUMERS, dry_run=False) == expected
+        assert await waiting == expected
     finally:
         await service.close()
     assert await present(admin) == keep

@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import os
 import shutil
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -365,7 +366,9 @@ async def test_migrate_gives_up_on_a_held_lock_with_one_line_naming_the_holder(
     try:
         async with holder.transaction():
             await holder.execute("select * from supabase_migrations.floyo_migrate_lock for update")
+            started = time.monotonic()
             blocked = run_cli("migrate", env=env, timeout=60)
+            print(f"a blocked migrate (bound 2 s) exited after {time.monotonic() - started:.2f} s")
             pid = holder.get_server_pid()
         assert blocked.returncode == 1
         lines = blocked.stderr.strip().splitlines()

@@ -20,6 +20,7 @@ from floyo_pipeline.config import ConfigError, Settings, load_settings
 from floyo_pipeline.connections import DatabaseUnavailable, describe_database_error, open_connection
 from floyo_pipeline.http import cmd_healthcheck
 from floyo_pipeline.logs import configure_logging, get_logger
+from floyo_pipeline.migration_lock import migration_lock
 from floyo_pipeline.migrations import MigrationError, migrate
 from floyo_pipeline.operations import (
     OperationError,
@@ -355,15 +356,21 @@ async def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     async with database_target(settings, auto_migrate=False) as target:
         conn = await open_connection(target.admin_url, settings.connect_timeout_seconds)
         try:
-            if args.down_to:
-                from floyo_pipeline.migrations import migrate_down
+            async with migration_lock(
+                conn,
+                target.admin_url,
+                settings.migrate_lock_timeout_seconds,
+                settings.connect_timeout_seconds,
+            ):
+                if args.down_to:
+                    from floyo_pipeline.migrations import migrate_down
 
-                undone = await migrate_down(conn, args.down_to)
-                for m in undone:
-                    print(f"rolled back {m.version}_{m.name}")
-                print(f"{len(undone)} migration(s) rolled back")
-                return 0
-            applied = await migrate(conn)
+                    undone = await migrate_down(conn, args.down_to)
+                    for m in undone:
+                        print(f"rolled back {m.version}_{m.name}")
+                    print(f"{len(undone)} migration(s) rolled back")
+                    return 0
+                applied = await migrate(conn)
         finally:
             await conn.close()
     for m in applied:

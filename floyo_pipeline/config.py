@@ -82,6 +82,7 @@ class Settings(BaseSettings):
     readers_per_stream: int = Field(default=4, ge=1, le=64)
     embedded: bool = False
     connect_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
+    migrate_lock_timeout_seconds: float = Field(default=60.0, gt=0, le=3600)
     data_dir: Path = Path(".floyo")
     replica_id: str | None = Field(default=None, min_length=1, max_length=200)
     retention_schedule: str = "0 2 * * *"

@@ -91,10 +91,12 @@ async def connect(url: str, **kwargs: Any) -> asyncpg.Connection:
     return conn
 
 
-async def open_connection(url: str, timeout: float = DEFAULT_CONNECT_TIMEOUT_SECONDS) -> asyncpg.Connection:
+async def open_connection(
+    url: str, timeout: float = DEFAULT_CONNECT_TIMEOUT_SECONDS, **kwargs: Any
+) -> asyncpg.Connection:
     """`connect`, bounded by `timeout`, failing as one DatabaseUnavailable line (for commands)."""
     try:
-        return await connect(url, timeout=timeout)
+        return await connect(url, timeout=timeout, **kwargs)
     except Exception as err:
         raise connect_failure(err, timeout) from None
 

@@ -3,6 +3,9 @@
 The files ship inside the package (`floyo_pipeline/migration_files/`, copied from supabase/ when the
 wheel is built), so `migrate` works from any folder and always applies the schema of the code that
 runs; an editable install reads them from its checkout's supabase/.
+
+`migrate` and `migrate_down` take no lock themselves: a caller that may run beside another one (the
+CLI, the embedded start-up) holds `floyo_pipeline.migration_lock.migration_lock` around them.
 """
 
 from __future__ import annotations
@@ -88,25 +91,21 @@ async def applied_versions(conn: asyncpg.Connection) -> set[str]:
 async def migrate(conn: asyncpg.Connection, folder: Path | None = None) -> list[Migration]:
     """Apply every pending migration, each in its own transaction; returns those applied."""
     migrations = discover(folder)
-    await conn.execute(Q["migrate_lock"])
-    try:
-        await ensure_compat(conn)
-        done = await applied_versions(conn)
-        applied: list[Migration] = []
-        for migration in migrations:
-            if migration.version in done:
-                continue
-            sql = migration.sql
-            try:
-                async with conn.transaction():
-                    await conn.execute(sql)
-                    await conn.execute(Q["record_migration"], migration.version, migration.name, [sql])
-            except asyncpg.PostgresError as err:
-                raise MigrationError(f"{migration.path.name}: {type(err).__name__}: {err}") from err
-            applied.append(migration)
-        return applied
-    finally:
-        await conn.execute(Q["migrate_unlock"])
+    await ensure_compat(conn)
+    done = await applied_versions(conn)
+    applied: list[Migration] = []
+    for migration in migrations:
+        if migration.version in done:
+            continue
+        sql = migration.sql
+        try:
+            async with conn.transaction():
+                await conn.execute(sql)
+                await conn.execute(Q["record_migration"], migration.version, migration.name, [sql])
+        except asyncpg.PostgresError as err:
+            raise MigrationError(f"{migration.path.name}: {type(err).__name__}: {err}") from err
+        applied.append(migration)
+    return applied
 
 
 def rollback_path(folder: Path, version: str, name: str) -> Path:
@@ -129,33 +128,29 @@ async def migrate_down(
     folder = folder or schema_folder() / "migrations"
     rollbacks = rollbacks or folder.parent / "rollbacks"
     names = {m.version: m.name for m in discover(folder)}
-    await conn.execute(Q["migrate_lock"])
-    try:
-        await conn.execute(Q["ensure_migrations_table"])
-        applied = [(r["version"], r["name"]) for r in await conn.fetch(Q["applied_migrations_named"])]
-        applied_versions = {v for v, _ in applied}
-        if version not in applied_versions:
-            if version in names:
-                raise MigrationError(f"migration {version} is not applied, cannot roll back to it")
-            raise MigrationError(f"unknown migration version {version!r}")
-        plan: list[Migration] = []
-        for applied_version, tracked_name in sorted(applied, reverse=True):
-            if applied_version <= version:
-                break
-            name = names.get(applied_version) or tracked_name or "unknown"
-            path = rollback_path(rollbacks, applied_version, name)
-            if not path.is_file():
-                raise MigrationError(f"missing rollback {path.name} (expected in {rollbacks})")
-            plan.append(Migration(version=applied_version, name=name, path=path))
-        for done, step in enumerate(plan):
-            try:
-                async with conn.transaction():
-                    await conn.execute(step.sql)
-                    await conn.execute(Q["forget_migration"], step.version)
-            except asyncpg.PostgresError as err:
-                raise MigrationError(
-                    f"{step.path.name}: {type(err).__name__}: {err} ({done} newer rollback(s) committed)"
-                ) from err
-        return plan
-    finally:
-        await conn.execute(Q["migrate_unlock"])
+    await conn.execute(Q["ensure_migrations_table"])
+    applied = [(r["version"], r["name"]) for r in await conn.fetch(Q["applied_migrations_named"])]
+    applied_versions = {v for v, _ in applied}
+    if version not in applied_versions:
+        if version in names:
+            raise MigrationError(f"migration {version} is not applied, cannot roll back to it")
+        raise MigrationError(f"unknown migration version {version!r}")
+    plan: list[Migration] = []
+    for applied_version, tracked_name in sorted(applied, reverse=True):
+        if applied_version <= version:
+            break
+        name = names.get(applied_version) or tracked_name or "unknown"
+        path = rollback_path(rollbacks, applied_version, name)
+        if not path.is_file():
+            raise MigrationError(f"missing rollback {path.name} (expected in {rollbacks})")
+        plan.append(Migration(version=applied_version, name=name, path=path))
+    for done, step in enumerate(plan):
+        try:
+            async with conn.transaction():
+                await conn.execute(step.sql)
+                await conn.execute(Q["forget_migration"], step.version)
+        except asyncpg.PostgresError as err:
+            raise MigrationError(
+                f"{step.path.name}: {type(err).__name__}: {err} ({done} newer rollback(s) committed)"
+            ) from err
+    return plan

@@ -4,9 +4,11 @@ clock is right: it is about how long data is kept, not about what happened.
 
 The tables come from their declarations: each stream's age column (floyo_pipeline.engine.streams)
 and each table the consumers declare with one (`Consumer.tables`); the queries are rendered from
-floyo_pipeline/sql/templates/retention.sql. One transaction under `pg_try_advisory_xact_lock`, so
-only one replica runs it at a time; the others return at once. `floyo-pipeline retention
-[--dry-run]` runs it by hand.
+floyo_pipeline/sql/templates/retention.sql. One transaction holding the `retention` row of
+`floyo_pipeline.locks` (floyo_pipeline.job_locks: no API role can take it), so only one replica
+deletes at a time: the scheduled job waits for the holder (which may be the session of a process
+killed mid-run, still rolling back), `floyo-pipeline retention [--dry-run]` (by hand) returns at once.
+A dry run only counts and takes no lock.
 """
 
 from __future__ import annotations
@@ -20,13 +22,14 @@ from floyo_pipeline.api import Consumer, Table
 from floyo_pipeline.config import Settings
 from floyo_pipeline.connections import open_connection
 from floyo_pipeline.engine.streams import STREAMS
+from floyo_pipeline.job_locks import try_lock, wait_lock
 from floyo_pipeline.logs import get_logger
-from floyo_pipeline.queries import Q, load_queries
+from floyo_pipeline.queries import load_queries
 from floyo_pipeline.storage import declared_tables
 from floyo_pipeline.target import database_target
 
 DEFAULT_RETENTION_DAYS = 14
-RETENTION_LOCK = 7_310_002
+RETENTION_LOCK = "retention"
 LOCK_NOT_ACQUIRED = "lock_not_acquired"
 """The key `run_retention` returns (with 1) when another session holds the lock; nothing was done."""
 
@@ -52,17 +55,21 @@ def retention_query(table: Table, verb: Verb) -> str:
 
 
 async def run_retention(
-    conn: asyncpg.Connection, consumers: Sequence[Consumer], dry_run: bool
+    conn: asyncpg.Connection, consumers: Sequence[Consumer], dry_run: bool, wait: bool = False
 ) -> dict[str, int]:
     """Rows deleted per table, by its name without the schema (or, with `dry_run`, that would be);
-    `{LOCK_NOT_ACQUIRED: 1}` if another replica is running it."""
+    `{LOCK_NOT_ACQUIRED: 1}` if another session is running it, unless `wait`: then after it."""
     verb: Verb = "count" if dry_run else "delete"
     queries = {t.bare_name: retention_query(t, verb) for t in retention_tables(consumers)}
     counts: dict[str, int] = {}
     async with conn.transaction():
-        if not await conn.fetchval(Q["retention_try_lock"], RETENTION_LOCK):
-            log.info("retention.skipped", reason="lock held by another session")
-            return {LOCK_NOT_ACQUIRED: 1}
+        # A dry run only counts: it must not make a concurrent real run skip.
+        if not dry_run:
+            if wait:
+                await wait_lock(conn, RETENTION_LOCK)
+            elif not await try_lock(conn, RETENTION_LOCK):
+                log.info("retention.skipped", reason="another session is running it")
+                return {LOCK_NOT_ACQUIRED: 1}
         for table, query in queries.items():
             counts[table] = int(await conn.fetchval(query, DEFAULT_RETENTION_DAYS))
     log.info("retention.done", dry_run=dry_run, **counts)

@@ -33,15 +33,16 @@ from floyo_pipeline.target import database_target
 
 PUBLICATION = "supabase_realtime"
 PRIVATE_SCHEMA = "floyo_pipeline"
-# The engine's bookkeeping (streams, checkpoints, leases, dead letters, scheduled jobs) and its copy of
-# the users' privacy settings in the private schema, which the API roles never reach; the consumers'
-# private tables join it.
+# The engine's bookkeeping (streams, checkpoints, leases, dead letters, scheduled jobs and their locks)
+# and its copy of the users' privacy settings in the private schema, which the API roles never reach;
+# the consumers' private tables join it.
 ENGINE_TABLES = (
     "streams",
     "checkpoints",
     "replicas",
     "dead_letters",
     "job_runs",
+    "locks",
     "user_settings",
     "user_apps",
     "user_signals_off",

@@ -10,6 +10,7 @@ from floyo_pipeline.config import ConfigError, Settings
 from floyo_pipeline.connections import connect
 from floyo_pipeline.embedded import SERVICE_ROLE, embedded_postgres, require_embedded, supabase_roles
 from floyo_pipeline.logs import get_logger
+from floyo_pipeline.migration_lock import migration_lock
 from floyo_pipeline.migrations import ensure_compat, migrate
 from floyo_pipeline.queries import Q
 
@@ -59,7 +60,13 @@ async def database_target(
         if auto_migrate:
             conn = await connect(pg.owner_url)
             try:
-                applied = await migrate(conn)
+                async with migration_lock(
+                    conn,
+                    pg.owner_url,
+                    settings.migrate_lock_timeout_seconds,
+                    settings.connect_timeout_seconds,
+                ):
+                    applied = await migrate(conn)
                 await conn.execute(Q["ensure_service_login_role"].replace("$role", SERVICE_ROLE))
             finally:
                 await conn.close()

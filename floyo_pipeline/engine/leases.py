@@ -99,13 +99,15 @@ class LeaseManager:
         return {lease.key: lease for reader in self.readers.values() for lease in reader.leases.values()}
 
     async def prepare(self) -> None:
-        """Create the checkpoint rows of every consumer and stream it subscribes to, and forget the
-        earlier incarnations of this replica."""
+        """Create the checkpoint rows of every consumer and stream it subscribes to, forget the
+        earlier incarnations of this replica and announce this one (before any component runs: a
+        scheduled job's claim is alive while its owner's row is)."""
         async with self.pool.acquire() as conn, conn.transaction():
             for consumer in self.consumers:
                 for sub in consumer.subscriptions:
                     await self.store.ensure(conn, consumer.name, sub.stream)
             await self.store.forget_predecessors(conn)
+            await self.store.heartbeat(conn, self.config.lease_ttl)
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Keep leases balanced until `stopping` is set; then drain and release."""

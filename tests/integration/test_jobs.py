@@ -163,7 +163,8 @@ async def test_two_running_services_share_jobs_on_a_short_interval(
     runs = await admin.fetch(
         "select job, period_start, replica_id, status, result from floyo_pipeline.job_runs"
     )
-    assert {r["replica_id"] for r in runs} <= {"a", "b"}
+    # Claimed by the processes, `<replica id>#<incarnation>`.
+    assert {r["replica_id"].split("#")[0] for r in runs} <= {"a", "b"}
     assert all(r["period_start"].microsecond == 0 for r in runs)
     done = [r for r in runs if r["job"] == "metrics_snapshot" and r["status"] == "done"]
     logged = await admin.fetch("select id from public.metrics_log where source = 'pipeline'")
@@ -179,3 +180,63 @@ def test_period_boundaries_are_the_same_for_every_replica() -> None:
     s = parse_schedule("@every 6h")
     t = at("2026-03-05T13:10")
     assert s.latest(t) == s.latest(t + timedelta(minutes=30)) == at("2026-03-05T12:00")
+
+
+async def test_a_period_taken_over_from_a_dead_owner_runs_again_without_a_second_snapshot(
+    database: TestDatabase, admin: asyncpg.Connection
+) -> None:
+    """A claim stays `running` when its process dies: a live process takes it over (not while the
+    owner's replica row is alive), and the snapshot reuses the row the dead run had written."""
+    settings = load_settings(retention_schedule="0", metrics_snapshot_schedule="0 */6 * * *")
+    now = at("2026-03-05T06:00:30")
+    period = at("2026-03-05T06:00")
+    dead, alive = (
+        Scheduler(build_jobs(settings, all_consumers()), clock=lambda: now),
+        Scheduler(build_jobs(settings, all_consumers()), clock=lambda: now),
+    )
+    (job,) = dead.jobs
+    await admin.execute(
+        "insert into floyo_pipeline.replicas (replica_id, expires_at) values"
+        " ('m1#dead', now() + interval '1 hour'), ('m2#live', now() + interval '1 hour')"
+    )
+    pool = await create_pool(database.service_url, size=2)
+    try:
+        # The dead process claimed the period and wrote its snapshot, then died before finishing.
+        async with pool.acquire() as conn:
+            assert await conn.fetchval(
+                "insert into floyo_pipeline.job_runs (job, period_start, replica_id)"
+                " values ('metrics_snapshot', $1, 'm1#dead') returning job",
+                period,
+            )
+            written = await job.action(conn, period)
+        for s in (dead, alive):
+            for j in s.jobs:
+                j.last_period = period
+        assert await alive.run_due(pool, "m2#live") == []  # its owner's heartbeat is alive
+        await admin.execute(
+            "update floyo_pipeline.replicas set expires_at = now() where replica_id = 'm1#dead'"
+        )
+        assert await alive.run_due(pool, "m2#live") == ["metrics_snapshot"]
+        assert await alive.run_due(pool, "m2#live") == []
+        # An earlier period a dead owner left running is not run late: it is marked failed.
+        await admin.execute(
+            "insert into floyo_pipeline.job_runs (job, period_start, replica_id)"
+            " values ('metrics_snapshot', $1, 'm1#dead')",
+            at("2026-03-05T00:00"),
+        )
+        await alive.abandon_older(pool)
+        assert (
+            await admin.fetchval(
+                "select status || '/' || error_class from floyo_pipeline.job_runs where period_start = $1",
+                at("2026-03-05T00:00"),
+            )
+            == "failed/OwnerDied"
+        )
+    finally:
+        await pool.close()
+    (run,) = await admin.fetch(
+        "select replica_id, status, result from floyo_pipeline.job_runs where period_start = $1", period
+    )
+    assert (run["replica_id"], run["status"]) == ("m2#live", "done")
+    assert run["result"]["metrics_log_id"] == written["metrics_log_id"]
+    assert await admin.fetchval("select count(*) from public.metrics_log where source = 'pipeline'") == 1

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import shutil
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -328,3 +330,67 @@ async def test_bootstrap_never_runs_on_a_supabase_project(cluster: Cluster) -> N
         admin = await connect(cluster.superuser_url)
         await admin.execute(f"drop database if exists {name} with (force)")
         await admin.close()
+
+
+async def test_no_api_role_can_hold_up_migrate(empty_db: asyncpg.Connection, cluster: Cluster) -> None:
+    """anon holds the advisory keys `migrate` once waited for, and cannot reach the lock row that
+    replaced them: `floyo-pipeline migrate` runs to the end (it used to wait for ever)."""
+    name = await empty_db.fetchval("select current_database()")
+    env = fresh_env(DATABASE_URL=cluster.owner_url(name))
+    assert run_cli("migrate", env=env).returncode == 0
+    evil = await connect(cluster.owner_url(name))
+    try:
+        await evil.execute("set role anon")
+        await evil.execute("select pg_advisory_lock(7310001), pg_advisory_lock(7310002)")
+        for role in ("anon", "authenticated", "service_role"):
+            await evil.execute(f"set role {role}")
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await evil.execute("select * from supabase_migrations.floyo_migrate_lock for update")
+        await evil.execute("set role anon")
+        again = run_cli("migrate", env=env, timeout=60)
+        assert again.returncode == 0, again.stderr
+        assert again.stdout.strip().splitlines() == ["schema is up to date"]
+    finally:
+        await evil.close()
+
+
+async def test_migrate_gives_up_on_a_held_lock_with_one_line_naming_the_holder(
+    empty_db: asyncpg.Connection, cluster: Cluster
+) -> None:
+    """A migrate that cannot have the lock within FLOYO_MIGRATE_LOCK_TIMEOUT_SECONDS exits 1 with one
+    line naming the session holding it, instead of hanging a release command."""
+    name = await empty_db.fetchval("select current_database()")
+    env = fresh_env(DATABASE_URL=cluster.owner_url(name), FLOYO_MIGRATE_LOCK_TIMEOUT_SECONDS="2")
+    assert run_cli("migrate", env=env).returncode == 0
+    holder = await connect(cluster.owner_url(name), server_settings={"application_name": "stuck-deploy"})
+    try:
+        async with holder.transaction():
+            await holder.execute("select * from supabase_migrations.floyo_migrate_lock for update")
+            started = time.monotonic()
+            blocked = run_cli("migrate", env=env, timeout=60)
+            print(f"a blocked migrate (bound 2 s) exited after {time.monotonic() - started:.2f} s")
+            pid = holder.get_server_pid()
+        assert blocked.returncode == 1
+        lines = blocked.stderr.strip().splitlines()
+        assert len(lines) == 1, blocked.stderr
+        assert "migration lock" in lines[0] and f"pid {pid} " in lines[0] and "'stuck-deploy'" in lines[0]
+        assert "gave up after 2 s (FLOYO_MIGRATE_LOCK_TIMEOUT_SECONDS)" in lines[0]
+        # The holder gone, the next migrate runs.
+        after = run_cli("migrate", env=env, timeout=60)
+        assert after.returncode == 0 and "schema is up to date" in after.stdout, after.stderr
+    finally:
+        await holder.close()
+
+
+async def test_two_migrates_at_once_one_applies_the_other_finds_nothing_to_do(
+    empty_db: asyncpg.Connection, cluster: Cluster
+) -> None:
+    """Two replicas' release commands on a new database: one applies everything, the other waits for
+    it and then finds the schema up to date; nothing is applied twice."""
+    name = await empty_db.fetchval("select current_database()")
+    env = fresh_env(DATABASE_URL=cluster.owner_url(name))
+    runs = await asyncio.gather(*(asyncio.to_thread(run_cli, "migrate", env=env) for _ in range(2)))
+    assert [r.returncode for r in runs] == [0, 0], [r.stderr for r in runs]
+    outputs = sorted(r.stdout.strip().splitlines()[-1] for r in runs)
+    assert outputs == [f"{len(discover(MIGRATIONS))} migration(s) applied", "schema is up to date"]
+    assert await tracked(empty_db) == [m.version for m in discover(MIGRATIONS)]

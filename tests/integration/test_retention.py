@@ -8,11 +8,13 @@ import sys
 from datetime import datetime, timedelta
 
 import asyncpg
+import pytest
 
 from consumers import all_consumers
+from floyo_pipeline.job_locks import try_lock
 from floyo_pipeline.retention import LOCK_NOT_ACQUIRED, RETENTION_LOCK, retention_tables, run_retention
 from tests.support.pg import TestDatabase
-from tests.support.service import ROOT, make_users
+from tests.support.service import ROOT, fresh_env, make_users, wait_until
 
 CONSUMERS = all_consumers()
 TABLES = [t.bare_name for t in retention_tables(CONSUMERS)]
@@ -161,15 +163,30 @@ async def test_retention_deletes_exactly_the_expired_rows(
     try:
         assert await run_retention(service, CONSUMERS, dry_run=True) == expected
         assert await present(admin) == everything
-        # Another replica holding the lock: this one does nothing.
-        holder = await asyncpg.connect(database.admin_url)
+        # Another replica running it (holding the lock row): this one does nothing; a dry run counts.
+        holder = await asyncpg.connect(database.service_url)
         try:
-            await holder.execute("select pg_advisory_lock($1)", RETENTION_LOCK)
-            assert await run_retention(service, CONSUMERS, dry_run=False) == {LOCK_NOT_ACQUIRED: 1}
+            async with holder.transaction():
+                assert await try_lock(holder, RETENTION_LOCK)
+                assert await run_retention(service, CONSUMERS, dry_run=False) == {LOCK_NOT_ACQUIRED: 1}
+                assert await run_retention(service, CONSUMERS, dry_run=True) == expected
             assert await present(admin) == everything
+            # The scheduled job waits for the holder instead (it may be a killed process's session,
+            # whose deletions roll back), then deletes.
+            async with holder.transaction():
+                assert await try_lock(holder, RETENTION_LOCK)
+                waiting = asyncio.ensure_future(run_retention(service, CONSUMERS, dry_run=False, wait=True))
+                await wait_until(
+                    lambda: admin.fetchval(
+                        "select wait_event_type = 'Lock' from pg_stat_activity where pid = $1",
+                        service.get_server_pid(),
+                    ),
+                    what="the job waiting for the lock",
+                )
+                assert await present(admin) == everything
         finally:
             await holder.close()
-        assert await run_retention(service, CONSUMERS, dry_run=False) == expected
+        assert await waiting == expected
     finally:
         await service.close()
     assert await present(admin) == keep
@@ -198,3 +215,34 @@ async def test_cli_dry_run_prints_counts_and_deletes_nothing(
         for t, n in zip(TABLES, (3, 3, 3, 4, 1, 1, 3), strict=True)
     ]
     assert await present(admin) == before
+
+
+async def test_no_api_role_can_hold_off_retention(database: TestDatabase, admin: asyncpg.Connection) -> None:
+    """anon (any role may take any advisory key, and cannot be stopped from it on Supabase) holds the
+    key retention used to take, and tries the lock row: `floyo-pipeline retention` still deletes."""
+    keep, _ = await seed(admin)
+    evil = await asyncpg.connect(database.admin_url)
+    try:
+        await evil.execute("set role anon")
+        await evil.execute("select pg_advisory_lock(7310002)")
+        assert await evil.fetchval("select current_user") == "anon"
+        for role in ("anon", "authenticated", "service_role"):
+            await evil.execute(f"set role {role}")
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                async with evil.transaction():
+                    await try_lock(evil, RETENTION_LOCK)
+        await evil.execute("set role anon")
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "floyo_pipeline", "retention"],
+            env=fresh_env(DATABASE_URL=database.service_url),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "deleted" in done.stdout and "another replica" not in done.stdout
+        assert await present(admin) == keep
+    finally:
+        await evil.close()

@@ -81,10 +81,12 @@ class BatchPrivacy:
 
 async def load_privacy(ctx: BatchContext, rows: Sequence[TelemetryEvent], known: BatchPrivacy) -> None:
     """Look up, in one query, what the gate needs for `rows` and `known` does not hold yet."""
-    users = [u for u in dict.fromkeys(r.user_id for r in rows) if u not in known.monitored]
     apps = list({(r.user_id, r.app_id) for r in rows} - known.asked_apps)
     signals = list({(r.user_id, r.event_type) for r in rows} - known.asked_signals)
-    if not (users or apps or signals):
+    # The answers come back per user: every user with a key to look up is asked for, known or not.
+    asking = {u for u, _ in apps} | {u for u, _ in signals}
+    users = [u for u in dict.fromkeys(r.user_id for r in rows) if u not in known.monitored or u in asking]
+    if not users:
         return
     records = await ctx.fetch(
         Q["privacy_settings"],

@@ -63,20 +63,12 @@ def gate(
 
 @dataclass
 class BatchPrivacy:
-    """The gate's answers looked up so far in one batch (shared by its analyzers): each user's, and
-    each (user, app) and (user, event type) the batch's rows asked about."""
+    """The gate's answers looked up so far in one batch (shared by its analyzers): per user, and which
+    (user, app) and (user, event type) keys of the batch's rows have been asked about."""
 
-    monitored: dict[UUID, bool] = field(default_factory=dict)
-    apps: dict[UUID, set[str]] = field(default_factory=dict)
-    signals_off: dict[UUID, set[str]] = field(default_factory=dict)
+    settings: dict[UUID, Privacy] = field(default_factory=dict)
     asked_apps: set[tuple[UUID, str]] = field(default_factory=set)
     asked_signals: set[tuple[UUID, str]] = field(default_factory=set)
-
-    def settings(self) -> dict[UUID, Privacy]:
-        return {
-            user: Privacy(on, frozenset(self.apps.get(user, ())), frozenset(self.signals_off.get(user, ())))
-            for user, on in self.monitored.items()
-        }
 
 
 async def load_privacy(ctx: BatchContext, rows: Sequence[TelemetryEvent], known: BatchPrivacy) -> None:
@@ -85,7 +77,8 @@ async def load_privacy(ctx: BatchContext, rows: Sequence[TelemetryEvent], known:
     signals = list({(r.user_id, r.event_type) for r in rows} - known.asked_signals)
     # The answers come back per user: every user with a key to look up is asked for, known or not.
     asking = {u for u, _ in apps} | {u for u, _ in signals}
-    users = [u for u in dict.fromkeys(r.user_id for r in rows) if u not in known.monitored or u in asking]
+    settings = known.settings
+    users = [u for u in dict.fromkeys(r.user_id for r in rows) if u not in settings or u in asking]
     if not users:
         return
     records = await ctx.fetch(
@@ -99,10 +92,10 @@ async def load_privacy(ctx: BatchContext, rows: Sequence[TelemetryEvent], known:
     known.asked_apps.update(apps)
     known.asked_signals.update(signals)
     for r in records:
-        user = r["user_id"]
-        known.monitored[user] = r["monitored"]
-        known.apps.setdefault(user, set()).update(r["apps"])
-        known.signals_off.setdefault(user, set()).update(r["signals_off"])
+        before = settings.get(r["user_id"], NO_CONSENT)
+        settings[r["user_id"]] = Privacy(
+            r["monitored"], before.apps.union(r["apps"]), before.signals_off.union(r["signals_off"])
+        )
 
 
 async def analyzable(ctx: BatchContext, rows: Sequence[TelemetryEvent]) -> list[TelemetryEvent]:
@@ -112,7 +105,7 @@ async def analyzable(ctx: BatchContext, rows: Sequence[TelemetryEvent]) -> list[
         return []
     known: BatchPrivacy = ctx.shared.setdefault(SHARED_KEY, BatchPrivacy())
     await load_privacy(ctx, rows, known)
-    kept, skipped = gate(rows, known.settings())
+    kept, skipped = gate(rows, known.settings)
     for reason, n in skipped.items():
         ctx.count(reason, n)
     return kept

@@ -63,38 +63,49 @@ def gate(
 
 @dataclass
 class BatchPrivacy:
-    """The gate's answers looked up so far in one batch (shared by its analyzers): per user, and which
-    (user, app) and (user, event type) keys of the batch's rows have been asked about."""
+    """The gate's answers in one batch (shared by its analyzers): per user, and which apps and event
+    types of theirs have been asked about. All of a user's answers come from one reading."""
 
     settings: dict[UUID, Privacy] = field(default_factory=dict)
-    asked_apps: set[tuple[UUID, str]] = field(default_factory=set)
-    asked_signals: set[tuple[UUID, str]] = field(default_factory=set)
+    asked_apps: dict[UUID, set[str]] = field(default_factory=dict)
+    asked_signals: dict[UUID, set[str]] = field(default_factory=dict)
 
 
 async def load_privacy(ctx: BatchContext, rows: Sequence[TelemetryEvent], known: BatchPrivacy) -> None:
-    """Look up, in one query, what the gate needs for `rows` and `known` does not hold yet."""
-    apps = list({(r.user_id, r.app_id) for r in rows} - known.asked_apps)
-    signals = list({(r.user_id, r.event_type) for r in rows} - known.asked_signals)
-    # The answers come back per user: every user with a key to look up is asked for, known or not.
-    asking = {u for u, _ in apps} | {u for u, _ in signals}
-    settings = known.settings
-    users = [u for u in dict.fromkeys(r.user_id for r in rows) if u not in settings or u in asking]
+    """Look up, in one query, what the gate needs for `rows` and `known` does not hold yet. A user with
+    a new key is read again whole (every key the batch asked about them), so that consent, apps and
+    signals of a user always come from the same committed settings."""
+    apps: dict[UUID, set[str]] = {}
+    signals: dict[UUID, set[str]] = {}
+    for r in rows:
+        apps.setdefault(r.user_id, set()).add(r.app_id)
+        signals.setdefault(r.user_id, set()).add(r.event_type)
+    empty: set[str] = set()
+    users = [
+        u
+        for u in apps
+        if u not in known.settings
+        or not apps[u] <= known.asked_apps.get(u, empty)
+        or not signals[u] <= known.asked_signals.get(u, empty)
+    ]
     if not users:
         return
+    app_keys = [(u, a) for u in users for a in apps[u] | known.asked_apps.get(u, empty)]
+    signal_keys = [(u, k) for u in users for k in signals[u] | known.asked_signals.get(u, empty)]
     records = await ctx.fetch(
         Q["privacy_settings"],
         users,
-        [u for u, _ in apps],
-        [a for _, a in apps],
-        [u for u, _ in signals],
-        [k for _, k in signals],
+        [u for u, _ in app_keys],
+        [a for _, a in app_keys],
+        [u for u, _ in signal_keys],
+        [k for _, k in signal_keys],
     )
-    known.asked_apps.update(apps)
-    known.asked_signals.update(signals)
+    for u in users:
+        known.asked_apps[u] = apps[u] | known.asked_apps.get(u, empty)
+        known.asked_signals[u] = signals[u] | known.asked_signals.get(u, empty)
     for r in records:
-        before = settings.get(r["user_id"], NO_CONSENT)
-        settings[r["user_id"]] = Privacy(
-            r["monitored"], before.apps.union(r["apps"]), before.signals_off.union(r["signals_off"])
+        known.settings[r["user_id"]] = Privacy(
+            r["monitored"], frozenset(r["apps"]), frozenset(r["signals_off"])
         )
 
 

@@ -84,7 +84,9 @@ class Settings(BaseSettings):
     connect_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
     migrate_lock_timeout_seconds: float = Field(default=60.0, gt=0, le=3600)
     data_dir: Path = Path(".floyo")
-    replica_id: str | None = Field(default=None, min_length=1, max_length=200)
+    # No '#': the engine names a process `<replica id>#<incarnation>`, and a replica id that looked
+    # like another's incarnation would take over its leases and jobs.
+    replica_id: str | None = Field(default=None, min_length=1, max_length=200, pattern=r"^[^#]+$")
     retention_schedule: str = "0 2 * * *"
     metrics_snapshot_schedule: str = "0 */6 * * *"
     allow_superuser: bool = False

@@ -31,6 +31,7 @@ def run_status(env: dict[str, str], *args: str, command: str = "status") -> subp
         ({"FLOYO_LEASE_TTL_SECONDS": "soon"}, "FLOYO_LEASE_TTL_SECONDS"),
         ({"FLOYO_SHUTDOWN_GRACE_SECONDS": "0"}, "FLOYO_SHUTDOWN_GRACE_SECONDS"),
         ({"FLOYO_CONSUMERS": "no colon here"}, "FLOYO_CONSUMERS"),
+        ({"FLOYO_REPLICA_ID": "web#2"}, "FLOYO_REPLICA_ID"),
         ({"DATABASE_URL": f"mysql://root:{SECRET_PASSWORD}@db.example/floyo"}, "DATABASE_URL"),
         (
             {"FLOYO_WAKEUP": "realtime", "SUPABASE_SERVICE_ROLE_KEY": SECRET_KEY},

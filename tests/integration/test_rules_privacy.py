@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
+
 import asyncpg
 
+from consumers.privacy import analyzable
+from floyo_pipeline.api import BatchContext, TelemetryEvent
 from floyo_pipeline.metrics import REGISTRY
-from tests.support.analyzers import Ev, consenting_users, insert_rows, process, users_stored
+from tests.support.analyzers import T0, Ev, consenting_users, insert_rows, process, users_stored
 from tests.support.clients import as_user
-from tests.support.pg import TestDatabase
+from tests.support.pg import TestDatabase, connection
 from tests.support.service import make_users
 
 CONSUMERS = ("file_patterns", "app_workflows", "performance")
@@ -145,3 +149,46 @@ async def test_the_pipelines_copy_follows_every_change_a_user_makes(
         assert await copies(admin, user) == expected, sql
     await admin.execute("truncate public.app_allowlist")
     assert await copies(admin, user) == (None, [], [])
+
+
+def focus(row_id: int, user: uuid.UUID, app: str, path: str | None = None) -> TelemetryEvent:
+    return TelemetryEvent(
+        id=row_id,
+        pipeline_partition=0,
+        user_id=user,
+        occurred_at=T0,
+        app_id=app,
+        event_type="app_focused",
+        file_path=path,
+        created_at=T0,
+    )
+
+
+async def test_one_batch_never_mixes_two_readings_of_a_users_settings(
+    database: TestDatabase, admin: asyncpg.Connection
+) -> None:
+    [user] = await make_users(admin, 1)
+    await admin.execute(
+        "insert into public.privacy_prefs (user_id, consent_given, monitoring_enabled)"
+        " values ($1, false, true)",
+        user,
+    )
+    await admin.execute(
+        "insert into public.app_allowlist (user_id, app_id) values ($1, 'vscode'), ($1, 'slack')", user
+    )
+    rows = [focus(1, user, "vscode", "/src/a.py"), focus(2, user, "slack")]
+    async with connection(database.service_url) as conn, conn.transaction():
+        ctx = BatchContext(conn)
+        # The first analyzer sees only the file row: no consent, skipped.
+        assert await analyzable(ctx, rows[:1]) == []
+        # Between two analyzers of the batch the user gives consent and switches vscode off, at once.
+        async with as_user(admin, user) as c:
+            await c.execute("update public.privacy_prefs set consent_given = true where user_id = $1", user)
+            await c.execute(
+                "update public.app_allowlist set enabled = false where user_id = $1 and app_id = 'vscode'",
+                user,
+            )
+        # The second analyzer must judge both rows by one of the two states, never consent from the
+        # new one with vscode from the old: the vscode row was allowed by neither.
+        kept = await analyzable(ctx, rows)
+        assert [r.app_id for r in kept] in ([], ["slack"])
